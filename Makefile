@@ -1,0 +1,44 @@
+# One binary, one test command. See README.md.
+GO      ?= go
+BIN     ?= bin/qufop
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/qufop/qufop/cli.Version=$(VERSION)
+PKGS    := ./...
+FUZZTIME ?= 20s
+
+.PHONY: all build run test vet fmt-check fuzz bench bench-raw clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/qufop
+
+# The whole platform on one machine, on embedded defaults.
+run: build
+	./$(BIN) dev $(ARGS)
+
+# Everything: formatting, vet, unit and end-to-end tests, fuzz seed corpora.
+test: fmt-check vet
+	$(GO) test -count=1 $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# Short coverage-guided runs of every fuzz target (go test -fuzz takes one
+# target of one package at a time).
+fuzz:
+	$(GO) test ./fop -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./fop/image -run='^$$' -fuzz='^FuzzGeometry$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./storage/local -run='^$$' -fuzz='^FuzzKey$$' -fuzztime=$(FUZZTIME)
+
+# Benchmarks: in-process Go benchmarks, then the gateway under wrk on
+# loopback against raw libvips in the same run (see bench/README.md).
+bench: build
+	bash bench/run.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,126 @@
+package cli
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/qufop/qufop/storage"
+	"github.com/qufop/qufop/storage/local"
+)
+
+//go:embed sample/sample.jpg
+var sampleJPEG []byte
+
+// demoBucket is created with a real photograph on first start, so that the
+// example URLs printed at start work at once.
+const demoBucket = "demo"
+
+func newDevCmd() *cobra.Command {
+	var (
+		f    *gatewayFlags
+		data string
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole platform in one process on embedded defaults",
+		Long: `dev runs the gateway on one machine with local storage: every folder under
+<data>/buckets is a bucket, and --bucket NAME=DIR serves any other folder.
+On first start it creates the bucket "demo" holding sample.jpg.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			set := &storage.Set{}
+			if err := openDataBuckets(set, data, cmd.ErrOrStderr()); err != nil {
+				return err
+			}
+			if err := parseBucketFlags(set, f.buckets); err != nil {
+				return err
+			}
+			srv, err := f.newServer(set, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			ln, err := f.listen()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			printWelcome(cmd.OutOrStdout(), ln.Addr().String(), data, set.Names())
+			if err := srv.Serve(ctx, ln); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "qufop dev stopped")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&data, "data", "./qufop-data", "folder holding the platform's state")
+	f = newGatewayFlags(cmd.Flags())
+	return cmd
+}
+
+// openDataBuckets creates <data>/buckets (and the demo bucket the first
+// time) and adds every sub-folder as a bucket.
+func openDataBuckets(set *storage.Set, data string, warn io.Writer) error {
+	root := filepath.Join(data, "buckets")
+	_, err := os.Stat(root)
+	first := errors.Is(err, fs.ErrNotExist)
+	if err != nil && !first {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	if first {
+		demo := filepath.Join(root, demoBucket)
+		if err := os.MkdirAll(demo, 0o755); err != nil {
+			return fmt.Errorf("creating the demo bucket: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(demo, "sample.jpg"), sampleJPEG, 0o644); err != nil {
+			return fmt.Errorf("creating the demo bucket: %w", err)
+		}
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if !storage.ValidBucketName(e.Name()) {
+			fmt.Fprintf(warn, "qufop: skipping %s: not a valid bucket name\n", filepath.Join(root, e.Name()))
+			continue
+		}
+		b, err := local.New(e.Name(), filepath.Join(root, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := set.Add(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printWelcome(w io.Writer, addr, data string, buckets []string) {
+	base := "http://" + addr
+	fmt.Fprintf(w, "qufop dev: gateway on %s, state in %s, buckets: %v\n", base, data, buckets)
+	fmt.Fprintf(w, "Try:\n")
+	for _, q := range []string{
+		"",
+		"?imageView2/2/w/200",
+		"?imageView2/1/w/200/h/200/format/webp",
+		"?imageMogr2/auto-orient/thumbnail/!50p/rotate/90",
+		"?imageMogr2/rotate/90|imageView2/2/w/200",
+		"?imageInfo",
+		"?exif",
+		"?imageAve",
+	} {
+		fmt.Fprintf(w, "  curl -o out '%s/%s/sample.jpg%s'\n", base, demoBucket, q)
+	}
+	fmt.Fprintf(w, "Metrics: %s/metrics   Health: %s/health   Stop: Ctrl-C\n", base, base)
+}

@@ -1,0 +1,35 @@
+// Package cli holds the cobra commands of the one qufop binary: the platform
+// roles (dev, gateway) and, later, the user verbs compatible with qufopctl.
+package cli
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time (-ldflags "-X github.com/qufop/qufop/cli.Version=...").
+var Version = "dev"
+
+// NewRoot returns the qufop command tree.
+func NewRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "qufop",
+		Short:         "qufop: Qiniu-style data processing (fop, UFOP) on Nomad and Consul",
+		Version:       Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newDevCmd(), newGatewayCmd())
+	return root
+}
+
+// Main runs the command line and exits non-zero with a one-line message on
+// failure.
+func Main() {
+	if err := NewRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "qufop:", err)
+		os.Exit(1)
+	}
+}

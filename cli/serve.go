@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/qufop/qufop/fop"
+	"github.com/qufop/qufop/fop/image"
+	"github.com/qufop/qufop/gateway"
+	"github.com/qufop/qufop/storage"
+	"github.com/qufop/qufop/storage/local"
+)
+
+// gatewayFlags are the flags shared by every command that runs a gateway.
+type gatewayFlags struct {
+	gw      gateway.Config
+	img     image.Config
+	buckets []string // NAME=DIR
+	quiet   bool
+}
+
+func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
+	f := &gatewayFlags{gw: gateway.NewDefaultConfig(), img: image.NewDefaultConfig()}
+	fs.StringVar(&f.gw.Listen, "listen", f.gw.Listen, "address the gateway listens on")
+	fs.StringArrayVar(&f.buckets, "bucket", nil, "serve folder DIR as bucket NAME (NAME=DIR, repeatable)")
+	fs.IntVar(&f.gw.Workers, "workers", f.gw.Workers, "built-in steps run at once (default: number of cores)")
+	fs.IntVar(&f.gw.QueueSize, "queue", f.gw.QueueSize, "steps that may wait for a worker before new ones get 503")
+	fs.DurationVar(&f.gw.RequestTimeout, "timeout", f.gw.RequestTimeout, "deadline of one processing request (504 past it)")
+	fs.Int64Var(&f.gw.MaxSourceBytes, "max-source-bytes", f.gw.MaxSourceBytes, "largest stored object a processing request reads")
+	fs.IntVar(&f.img.MaxSrcSide, "max-source-side", f.img.MaxSrcSide, "largest input image side, pixels")
+	fs.IntVar(&f.img.MaxSrcPixels, "max-source-pixels", f.img.MaxSrcPixels, "largest input image area, pixels")
+	fs.IntVar(&f.img.MaxOutSide, "max-output-side", f.img.MaxOutSide, "largest output image side, pixels")
+	fs.IntVar(&f.img.MaxOutPixels, "max-output-pixels", f.img.MaxOutPixels, "largest output image area, pixels")
+	fs.IntVar(&f.img.MaxGIFFrames, "max-gif-frames", f.img.MaxGIFFrames, "most frames of an animated input")
+	fs.BoolVar(&f.quiet, "quiet", false, "no access log")
+	return f
+}
+
+// parseBucketFlags turns NAME=DIR flags into local buckets.
+func parseBucketFlags(set *storage.Set, flags []string) error {
+	for _, f := range flags {
+		name, dir, ok := strings.Cut(f, "=")
+		if !ok || name == "" || dir == "" {
+			return fmt.Errorf("--bucket %q: want NAME=DIR", f)
+		}
+		b, err := local.New(name, dir)
+		if err != nil {
+			return fmt.Errorf("--bucket %q: %w", f, err)
+		}
+		if err := set.Add(b); err != nil {
+			return fmt.Errorf("--bucket %q: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// newServer builds a gateway with the built-in commands over set.
+func (f *gatewayFlags) newServer(set *storage.Set, logw io.Writer) (*gateway.Server, error) {
+	// One source limit for the gateway's read and the image commands.
+	f.img.MaxSrcBytes = f.gw.MaxSourceBytes
+	if err := f.img.Validate(); err != nil {
+		return nil, err
+	}
+	img, err := image.New(f.img)
+	if err != nil {
+		return nil, err
+	}
+	reg := fop.Registry{}
+	img.Register(reg)
+	if f.quiet {
+		logw = io.Discard
+	}
+	log := slog.New(slog.NewTextHandler(logw, nil))
+	return gateway.New(f.gw, set, reg, log)
+}
+
+// listen binds the gateway's address; a failure names it.
+func (f *gatewayFlags) listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", f.gw.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on %s: %w", f.gw.Listen, err)
+	}
+	return ln, nil
+}
+
+// signalContext ends on SIGINT or SIGTERM: Ctrl-C stops the server cleanly.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}

@@ -1,0 +1,41 @@
+package fop
+
+import "context"
+
+// Blob is the data flowing between steps of a chain.
+type Blob struct {
+	Data []byte
+	// MIME is the content type of Data ("image/jpeg").
+	MIME string
+	// NoStore marks results that must not be cached (info commands send
+	// Cache-Control: no-store).
+	NoStore bool
+	// Derived is false for the stored object and true once any step has run;
+	// some commands (exif) refuse derived input.
+	Derived bool
+}
+
+// Processor runs one built-in command on its input. Implementations check
+// their parameters before doing any work and return errors from package errs
+// (400 for bad parameters, 599 for processing failures).
+type Processor interface {
+	Process(ctx context.Context, cmd Cmd, in Blob) (Blob, error)
+}
+
+// ProcessorFunc adapts a function to Processor.
+type ProcessorFunc func(ctx context.Context, cmd Cmd, in Blob) (Blob, error)
+
+// Process calls f.
+func (f ProcessorFunc) Process(ctx context.Context, cmd Cmd, in Blob) (Blob, error) {
+	return f(ctx, cmd, in)
+}
+
+// Validator is implemented by processors that can check a command's
+// parameters without input, so that a bad chain is refused (400) before the
+// source is fetched or any step runs.
+type Validator interface {
+	Validate(cmd Cmd) error
+}
+
+// Registry maps command names to the processors that run them.
+type Registry map[string]Processor

@@ -1,0 +1,63 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+)
+
+// Config is the gateway's own configuration; command limits belong to the
+// packages that run the commands (fop/image.Config).
+type Config struct {
+	// Listen is the address the HTTP server binds.
+	Listen string
+	// Workers is how many built-in steps run at once on this node.
+	Workers int
+	// QueueSize is how many steps may wait for a worker before new ones are
+	// refused with 503.
+	QueueSize int
+	// RequestTimeout bounds a whole processing request (504 past it).
+	RequestTimeout time.Duration
+	// MaxSourceBytes caps the stored object a processing request reads into
+	// memory (plain downloads stream and have no cap).
+	MaxSourceBytes int64
+	// ShutdownTimeout is how long in-flight requests get on stop.
+	ShutdownTimeout time.Duration
+}
+
+// NewDefaultConfig returns the defaults: one worker per core, a queue four
+// times that, 30 s per request (Qiniu's recommended sync timeout) and the
+// 20 MB synchronous source limit.
+func NewDefaultConfig() Config {
+	n := runtime.NumCPU()
+	return Config{
+		Listen:          "127.0.0.1:8080",
+		Workers:         n,
+		QueueSize:       4 * n,
+		RequestTimeout:  30 * time.Second,
+		MaxSourceBytes:  20 << 20,
+		ShutdownTimeout: 20 * time.Second,
+	}
+}
+
+// Validate reports every bad field at once.
+func (c Config) Validate() error {
+	var es []error
+	if c.Listen == "" {
+		es = append(es, errors.New("listen address is empty"))
+	}
+	if c.Workers < 1 {
+		es = append(es, fmt.Errorf("workers must be at least 1, got %d", c.Workers))
+	}
+	if c.QueueSize < 0 {
+		es = append(es, fmt.Errorf("queue size must not be negative, got %d", c.QueueSize))
+	}
+	if c.RequestTimeout <= 0 {
+		es = append(es, fmt.Errorf("request timeout must be positive, got %s", c.RequestTimeout))
+	}
+	if c.MaxSourceBytes <= 0 {
+		es = append(es, fmt.Errorf("max source bytes must be positive, got %d", c.MaxSourceBytes))
+	}
+	return errors.Join(es...)
+}

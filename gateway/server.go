@@ -1,0 +1,189 @@
+// Package gateway is the data plane: the gin server that turns processing URLs
+// (GET /<bucket>/<key>?<fop>|<fop>...) into results. It parses the chain
+// (package fop), fetches the source (package storage), runs each step through
+// the admission pool, and answers errors in Qiniu's JSON form.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/qufop/qufop/errs"
+	"github.com/qufop/qufop/fop"
+	"github.com/qufop/qufop/storage"
+)
+
+// Server is one gateway.
+type Server struct {
+	cfg     Config
+	buckets storage.Buckets
+	cmds    fop.Registry
+	pool    *Pool
+	m       *metrics
+	log     *slog.Logger
+	engine  *gin.Engine
+}
+
+// New builds a gateway over the given buckets and built-in commands.
+// Access logs go to log, one line per request.
+func New(cfg Config, buckets storage.Buckets, cmds fop.Registry, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	m := newMetrics()
+	s := &Server{
+		cfg:     cfg,
+		buckets: buckets,
+		cmds:    cmds,
+		pool:    NewPool(cfg.Workers, cfg.QueueSize, m),
+		m:       m,
+		log:     log,
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.Use(s.reqID, s.accessLog, s.recover)
+	e.GET("/health", s.health)
+	e.HEAD("/health", s.health)
+	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})))
+	e.GET("/:bucket/*key", s.object)
+	e.HEAD("/:bucket/*key", s.object)
+	e.NoRoute(func(c *gin.Context) { s.fail(c, errs.NotFound("no such route")) })
+	e.NoMethod(func(c *gin.Context) {
+		s.fail(c, errs.New(http.StatusMethodNotAllowed, "method %s not allowed", c.Request.Method))
+	})
+	s.engine = e
+	return s, nil
+}
+
+// Handler returns the HTTP handler (for tests and for mounting).
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Engine exposes the gin engine so that other parts of the platform (the
+// management API) can add routes on the same listener.
+func (s *Server) Engine() *gin.Engine { return s.engine }
+
+// Serve serves on ln until ctx ends, then shuts down gracefully: in-flight
+// requests get ShutdownTimeout to finish.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.engine,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) health(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, gin.H{"status": "ok", "workers": s.cfg.Workers,
+		"busy": s.pool.Busy(), "queued": s.pool.Waiting()})
+}
+
+// reqID gives every response an X-Reqid (a client-supplied one is kept when
+// it is sane, so a request can be traced through a proxy).
+func (s *Server) reqID(c *gin.Context) {
+	id := c.GetHeader("X-Reqid")
+	if id == "" || len(id) > 64 {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		id = base64.RawURLEncoding.EncodeToString(b[:])
+	}
+	c.Set(ctxReqID, id)
+	c.Header("X-Reqid", id)
+	c.Next()
+}
+
+const (
+	ctxReqID   = "qufop.reqid"
+	ctxCommand = "qufop.command"
+	ctxError   = "qufop.error"
+)
+
+func (s *Server) accessLog(c *gin.Context) {
+	start := time.Now()
+	s.m.inFlight.Inc()
+	c.Next()
+	s.m.inFlight.Dec()
+	d := time.Since(start)
+	status := c.Writer.Status()
+	if v, ok := c.Get(ctxError); ok {
+		if st := errs.Status(v.(error)); st == StatusClientClosed {
+			status = st
+		}
+	}
+	cmd := c.GetString(ctxCommand)
+	if cmd != "" {
+		s.m.requests.WithLabelValues(cmd, itoa(status)).Inc()
+		s.m.duration.WithLabelValues(cmd).Observe(d.Seconds())
+	}
+	attrs := []any{
+		"reqid", c.GetString(ctxReqID),
+		"remote", c.ClientIP(),
+		"method", c.Request.Method,
+		"uri", c.Request.URL.RequestURI(),
+		"status", status,
+		"bytes", c.Writer.Size(),
+		"ms", float64(d.Microseconds()) / 1000,
+	}
+	if v, ok := c.Get(ctxError); ok {
+		attrs = append(attrs, "err", v.(error).Error())
+	}
+	s.log.Info("access", attrs...)
+}
+
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			if err, ok := r.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(r)
+			}
+			s.log.Error("panic", "reqid", c.GetString(ctxReqID), "panic", r)
+			s.fail(c, errs.New(errs.StatusProcessingFailed, "internal error"))
+			c.Abort()
+		}
+	}()
+	c.Next()
+}
+
+// fail answers err in Qiniu's form: {"code":N,"error":"..."} with no-store.
+// A client that went away gets nothing.
+func (s *Server) fail(c *gin.Context, err error) {
+	c.Set(ctxError, err)
+	st := errs.Status(err)
+	if st == StatusClientClosed {
+		c.Abort()
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.AbortWithStatusJSON(st, gin.H{"code": st, "error": errs.Public(err)})
+}
