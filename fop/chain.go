@@ -168,14 +168,16 @@ func parseSegment(idx int, seg string) (Cmd, error) {
 	return Cmd{Name: dec[0], Args: dec[1:], Raw: seg, Index: idx}, nil
 }
 
-// validName accepts command and UFOP names: letters, digits, '-', '_', '.'.
+// validName accepts command and UFOP names: a letter or digit, then letters,
+// digits, '-', '_', '.'.
 func validName(s string) bool {
 	if s == "" || len(s) > 128 {
 		return false
 	}
-	for _, r := range s {
+	for i, r := range s {
 		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case i > 0 && (r == '-' || r == '_' || r == '.'):
 		default:
 			return false
 		}

@@ -1,0 +1,63 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Config holds the limits and defaults of the image commands. The defaults
+// are Qiniu's published limits for synchronous processing (qiniu-compat.md
+// §5).
+type Config struct {
+	// MaxSrcBytes is the largest accepted input, in bytes.
+	MaxSrcBytes int
+	// MaxSrcSide is the largest accepted input width or height (of one
+	// frame), in pixels.
+	MaxSrcSide int
+	// MaxSrcPixels is the largest accepted input area (of one frame).
+	MaxSrcPixels int
+	// MaxOutSide is the largest output width or height.
+	MaxOutSide int
+	// MaxOutPixels is the largest output area (of one frame).
+	MaxOutPixels int
+	// MaxGIFFrames is the most frames an animated input may have.
+	MaxGIFFrames int
+	// DefaultQuality is the JPEG/WebP quality when the command gives none.
+	DefaultQuality int
+}
+
+// NewDefaultConfig returns Qiniu's synchronous limits.
+func NewDefaultConfig() Config {
+	return Config{
+		MaxSrcBytes:    20 << 20,
+		MaxSrcSide:     30000,
+		MaxSrcPixels:   150_000_000,
+		MaxOutSide:     9999,
+		MaxOutPixels:   24_999_999,
+		MaxGIFFrames:   200,
+		DefaultQuality: 75,
+	}
+}
+
+// Validate reports every field out of range.
+func (c *Config) Validate() error {
+	var es []error
+	pos := func(name string, v int) {
+		if v <= 0 {
+			es = append(es, fmt.Errorf("image: %s must be positive, got %d", name, v))
+		}
+	}
+	pos("MaxSrcBytes", c.MaxSrcBytes)
+	pos("MaxSrcSide", c.MaxSrcSide)
+	pos("MaxSrcPixels", c.MaxSrcPixels)
+	pos("MaxOutSide", c.MaxOutSide)
+	pos("MaxOutPixels", c.MaxOutPixels)
+	pos("MaxGIFFrames", c.MaxGIFFrames)
+	if c.DefaultQuality < 1 || c.DefaultQuality > 100 {
+		es = append(es, fmt.Errorf("image: DefaultQuality must be in 1..100, got %d", c.DefaultQuality))
+	}
+	if c.MaxOutSide > 10_000_000 || c.MaxSrcSide > 10_000_000 {
+		es = append(es, errors.New("image: sides above 10000000 px are not supported by libvips"))
+	}
+	return errors.Join(es...)
+}
