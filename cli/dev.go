@@ -50,7 +50,7 @@ On first start it creates the bucket "demo" holding sample.jpg.`,
 			if err != nil {
 				return err
 			}
-			ctx, stop := signalContext()
+			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			printWelcome(cmd.OutOrStdout(), ln.Addr().String(), data, set.Names())
 			if err := srv.Serve(ctx, ln); err != nil {
@@ -111,16 +111,15 @@ func printWelcome(w io.Writer, addr, data string, buckets []string) {
 	fmt.Fprintf(w, "qufop dev: gateway on %s, state in %s, buckets: %v\n", base, data, buckets)
 	fmt.Fprintf(w, "Try:\n")
 	for _, q := range []string{
-		"",
 		"?imageView2/2/w/200",
 		"?imageView2/1/w/200/h/200/format/webp",
 		"?imageMogr2/auto-orient/thumbnail/!50p/rotate/90",
 		"?imageMogr2/rotate/90|imageView2/2/w/200",
-		"?imageInfo",
-		"?exif",
-		"?imageAve",
 	} {
 		fmt.Fprintf(w, "  curl -o out '%s/%s/sample.jpg%s'\n", base, demoBucket, q)
+	}
+	for _, q := range []string{"?imageInfo", "?exif", "?imageAve"} {
+		fmt.Fprintf(w, "  curl '%s/%s/sample.jpg%s'\n", base, demoBucket, q)
 	}
 	fmt.Fprintf(w, "Metrics: %s/metrics   Health: %s/health   Stop: Ctrl-C\n", base, base)
 }

@@ -32,7 +32,7 @@ func newGatewayCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, stop := signalContext()
+			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			fmt.Fprintf(cmd.OutOrStdout(), "qufop gateway listening on http://%s\n", ln.Addr())
 			return srv.Serve(ctx, ln)

@@ -5,6 +5,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -29,7 +30,8 @@ func NewRoot() *cobra.Command {
 // failure.
 func Main() {
 	if err := NewRoot().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "qufop:", err)
+		// One line: joined validation errors are listed with "; ".
+		fmt.Fprintln(os.Stderr, "qufop:", strings.ReplaceAll(err.Error(), "\n", "; "))
 		os.Exit(1)
 	}
 }

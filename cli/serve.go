@@ -92,7 +92,11 @@ func (f *gatewayFlags) listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// signalContext ends on SIGINT or SIGTERM: Ctrl-C stops the server cleanly.
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+// signalContext ends on SIGINT or SIGTERM (Ctrl-C stops the server
+// cleanly) or when parent ends.
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	if parent == nil {
+		parent = context.Background()
+	}
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 }

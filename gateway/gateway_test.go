@@ -336,4 +336,3 @@ func TestConfigValidate(t *testing.T) {
 	_, err = New(c, &storage.Set{}, nil, nil)
 	assert.Error(t, err)
 }
-

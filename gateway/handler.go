@@ -207,4 +207,3 @@ func setAttachment(c *gin.Context, chain fop.Chain) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-

@@ -10,7 +10,7 @@ import (
 // §5).
 type Config struct {
 	// MaxSrcBytes is the largest accepted input, in bytes.
-	MaxSrcBytes int
+	MaxSrcBytes int64
 	// MaxSrcSide is the largest accepted input width or height (of one
 	// frame), in pixels.
 	MaxSrcSide int
@@ -47,7 +47,9 @@ func (c *Config) Validate() error {
 			es = append(es, fmt.Errorf("image: %s must be positive, got %d", name, v))
 		}
 	}
-	pos("MaxSrcBytes", c.MaxSrcBytes)
+	if c.MaxSrcBytes <= 0 {
+		es = append(es, fmt.Errorf("image: MaxSrcBytes must be positive, got %d", c.MaxSrcBytes))
+	}
 	pos("MaxSrcSide", c.MaxSrcSide)
 	pos("MaxSrcPixels", c.MaxSrcPixels)
 	pos("MaxOutSide", c.MaxOutSide)

@@ -14,7 +14,7 @@ var zigzag = [64]int{
 	58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 }
 
-// Reference checksums and sums of the IJG tables for quality 100 down to 1,
+// Reference checksums and sums of the IJG tables for quality 1 up to 100,
 // for colour images (two tables) and greyscale images (one table).
 var (
 	hashColor = [101]int{

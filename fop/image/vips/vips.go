@@ -283,6 +283,7 @@ func Load(data []byte, o LoadOptions) (*Image, error) {
 }
 
 func (im *Image) pagesHeld() int {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	ph := int(C.vips_image_get_page_height(im.im))
 	h := im.Height()
 	if ph > 0 && ph < h && h%ph == 0 {
@@ -334,28 +335,43 @@ func Thumbnail(data []byte, o ThumbnailOptions) (*Image, error) {
 		src.unref()
 		return nil, lastError("thumbnail")
 	}
-	im := wrap(out, src, false, 1)
+	// thumbnail reads its input sequentially: random-access operations on
+	// the result need CopyMemory.
+	im := wrap(out, src, true, 1)
 	im.Pages = im.pagesHeld()
 	return im, nil
 }
 
 // Width of the image.
-func (im *Image) Width() int { return int(C.vips_image_get_width(im.im)) }
+func (im *Image) Width() int {
+	defer runtime.KeepAlive(im)
+	return int(C.vips_image_get_width(im.im))
+}
 
 // Height of the image (all pages).
-func (im *Image) Height() int { return int(C.vips_image_get_height(im.im)) }
+func (im *Image) Height() int {
+	defer runtime.KeepAlive(im)
+	return int(C.vips_image_get_height(im.im))
+}
 
 // PageHeight is the height of one frame.
 func (im *Image) PageHeight() int { return im.Height() / im.Pages }
 
 // Bands is the number of bands.
-func (im *Image) Bands() int { return int(C.vips_image_get_bands(im.im)) }
+func (im *Image) Bands() int {
+	defer runtime.KeepAlive(im)
+	return int(C.vips_image_get_bands(im.im))
+}
 
 // HasAlpha reports whether the last band is alpha.
-func (im *Image) HasAlpha() bool { return C.vips_image_hasalpha(im.im) != 0 }
+func (im *Image) HasAlpha() bool {
+	defer runtime.KeepAlive(im)
+	return C.vips_image_hasalpha(im.im) != 0
+}
 
 // Header describes the image as it stands (Format and Loader empty).
 func (im *Image) Header() Header {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	var h C.qf_header
 	C.qf_image_header(im.im, &h)
 	return headerFrom(&h)
@@ -363,6 +379,7 @@ func (im *Image) Header() Header {
 
 // Interpretation is the vips nick of the colour interpretation ("srgb").
 func (im *Image) Interpretation() string {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	return C.GoString(C.vips_enum_nick(C.vips_interpretation_get_type(), C.int(C.vips_image_get_interpretation(im.im))))
 }
 
@@ -374,6 +391,7 @@ func (im *Image) Orientation() int {
 
 // Int returns an integer metadata field.
 func (im *Image) Int(name string) (int, bool) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	cs := C.CString(name)
 	defer C.free(unsafe.Pointer(cs))
 	var v C.int
@@ -385,6 +403,7 @@ func (im *Image) Int(name string) (int, bool) {
 
 // String returns any metadata field as a string (vips_image_get_as_string).
 func (im *Image) String(name string) (string, bool) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	cs := C.CString(name)
 	defer C.free(unsafe.Pointer(cs))
 	s := C.qf_get_as_string(im.im, cs)
@@ -397,6 +416,7 @@ func (im *Image) String(name string) (string, bool) {
 
 // Blob returns a copy of a blob metadata field.
 func (im *Image) Blob(name string) ([]byte, bool) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	cs := C.CString(name)
 	defer C.free(unsafe.Pointer(cs))
 	var p unsafe.Pointer
@@ -411,6 +431,7 @@ func (im *Image) Blob(name string) ([]byte, bool) {
 func (im *Image) Exif() ([]byte, bool) { return im.Blob("exif-data") }
 
 func (im *Image) result(op string, rc C.int, out *C.VipsImage) (*Image, error) {
+	runtime.KeepAlive(im)
 	if rc != 0 {
 		return nil, lastError(op)
 	}
@@ -419,6 +440,7 @@ func (im *Image) result(op string, rc C.int, out *C.VipsImage) (*Image, error) {
 
 // CopyMemory renders the image into memory, giving random access.
 func (im *Image) CopyMemory() (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	var out *C.VipsImage
 	r, err := im.result("copy_memory", C.qf_copy_memory(im.im, &out), out)
 	if r != nil {
@@ -428,6 +450,7 @@ func (im *Image) CopyMemory() (*Image, error) {
 }
 
 func (im *Image) withRandom(op string, f func(in *C.VipsImage, out **C.VipsImage) C.int) (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	in := im
 	if im.Seq {
 		m, err := im.CopyMemory()
@@ -447,6 +470,7 @@ func (im *Image) withRandom(op string, f func(in *C.VipsImage, out **C.VipsImage
 
 // AutoRotate applies the EXIF orientation and removes the tag.
 func (im *Image) AutoRotate() (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	if o := im.Orientation(); o <= 1 || o > 8 {
 		return im.derive(im.ref()), nil
 	}
@@ -457,6 +481,7 @@ func (im *Image) AutoRotate() (*Image, error) {
 
 // ref adds a reference to the underlying VipsImage.
 func (im *Image) ref() *C.VipsImage {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	C.g_object_ref(C.gpointer(im.im))
 	return im.im
 }
@@ -473,6 +498,7 @@ const (
 
 // Rot rotates by a right angle, clockwise.
 func (im *Image) Rot(a Angle) (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	return im.withRandom("rot", func(in *C.VipsImage, out **C.VipsImage) C.int {
 		return C.qf_rot(in, out, C.int(a))
 	})
@@ -481,6 +507,7 @@ func (im *Image) Rot(a Angle) (*Image, error) {
 // Rotate rotates clockwise by any angle; the new corners are filled with bg
 // (one value per band). The output is the bounding box of the result.
 func (im *Image) Rotate(degrees float64, bg []float64) (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	if len(bg) == 0 {
 		bg = []float64{0}
 	}
@@ -497,6 +524,7 @@ func (im *Image) Rotate(degrees float64, bg []float64) (*Image, error) {
 
 // ExtractArea crops a rectangle.
 func (im *Image) ExtractArea(left, top, width, height int) (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	var out *C.VipsImage
 	r, err := im.result("extract_area", C.qf_extract_area(im.im, &out, C.int(left), C.int(top), C.int(width), C.int(height)), out)
 	if r != nil {
@@ -507,24 +535,28 @@ func (im *Image) ExtractArea(left, top, width, height int) (*Image, error) {
 
 // ExtractBands keeps n bands starting at band.
 func (im *Image) ExtractBands(band, n int) (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	var out *C.VipsImage
 	return im.result("extract_band", C.qf_extract_band(im.im, &out, C.int(band), C.int(n)), out)
 }
 
 // Resize scales by hscale horizontally and vscale vertically (lanczos3).
 func (im *Image) Resize(hscale, vscale float64) (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	var out *C.VipsImage
 	return im.result("resize", C.qf_resize(im.im, &out, C.double(hscale), C.double(vscale)), out)
 }
 
 // GaussBlur blurs with a gaussian of the given sigma.
 func (im *Image) GaussBlur(sigma float64) (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	var out *C.VipsImage
 	return im.result("gaussblur", C.qf_gaussblur(im.im, &out, C.double(sigma)), out)
 }
 
 // FlattenWhite composes the alpha band onto white and drops it.
 func (im *Image) FlattenWhite() (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	if !im.HasAlpha() {
 		return im.derive(im.ref()), nil
 	}
@@ -534,6 +566,7 @@ func (im *Image) FlattenWhite() (*Image, error) {
 
 // SRGB converts to the sRGB colour space (8 bits per band).
 func (im *Image) SRGB() (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	var out *C.VipsImage
 	r, err := im.result("colourspace", C.qf_colourspace_srgb(im.im, &out), out)
 	if err != nil || r.Header().BandFormat == "uchar" {
@@ -545,6 +578,7 @@ func (im *Image) SRGB() (*Image, error) {
 
 // RemoveField returns a copy of the image without one metadata field.
 func (im *Image) RemoveField(name string) (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	cs := C.CString(name)
 	defer C.free(unsafe.Pointer(cs))
 	var out *C.VipsImage
@@ -553,6 +587,7 @@ func (im *Image) RemoveField(name string) (*Image, error) {
 
 // SetPages returns a copy whose page-height splits it into n frames.
 func (im *Image) SetPages(n int) (*Image, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	if n < 1 || im.Height()%n != 0 {
 		return nil, fmt.Errorf("vips: height %d is not %d frames", im.Height(), n)
 	}
@@ -570,6 +605,13 @@ func JoinFrames(frames []*Image) (*Image, error) {
 	if len(frames) == 0 {
 		return nil, errors.New("vips: no frames")
 	}
+	// The result keeps the first frame's input alive, so all frames must
+	// come from that input.
+	for _, f := range frames[1:] {
+		if f.src != frames[0].src {
+			return nil, errors.New("vips: frames from different sources")
+		}
+	}
 	arr := (**C.VipsImage)(C.malloc(C.size_t(len(frames)) * C.size_t(unsafe.Sizeof(uintptr(0)))))
 	defer C.free(unsafe.Pointer(arr))
 	s := unsafe.Slice(arr, len(frames))
@@ -582,19 +624,13 @@ func JoinFrames(frames []*Image) (*Image, error) {
 	}
 	j := frames[0].derive(out)
 	defer j.Close()
-	// Every frame shares the first frame's source in our use; keep each
-	// frame's source alive as well in case they differ.
-	for _, f := range frames[1:] {
-		if f.src != frames[0].src {
-			return nil, errors.New("vips: frames from different sources")
-		}
-	}
 	j.Pages = 1
 	return j.SetPages(len(frames))
 }
 
 // Average returns the mean of each band.
 func (im *Image) Average() ([]float64, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	n := im.Bands()
 	out := make([]C.double, n)
 	if C.qf_band_means(im.im, &out[0], C.int(n)) != 0 {
@@ -630,6 +666,7 @@ type WebPOptions struct {
 }
 
 func (im *Image) saved(op string, rc C.int, buf unsafe.Pointer, n C.size_t) ([]byte, error) {
+	runtime.KeepAlive(im)
 	if rc != 0 {
 		return nil, lastError(op)
 	}
@@ -639,6 +676,7 @@ func (im *Image) saved(op string, rc C.int, buf unsafe.Pointer, n C.size_t) ([]b
 
 // SaveJPEG encodes as JPEG.
 func (im *Image) SaveJPEG(o JPEGOptions) ([]byte, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	var buf unsafe.Pointer
 	var n C.size_t
 	rc := C.qf_jpegsave(im.im, &buf, &n, C.int(o.Quality), cbool(o.Interlace), cbool(o.Strip), cbool(o.OptimizeCoding))
@@ -647,6 +685,7 @@ func (im *Image) SaveJPEG(o JPEGOptions) ([]byte, error) {
 
 // SavePNG encodes as PNG.
 func (im *Image) SavePNG(o PNGOptions) ([]byte, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	c := o.Compression
 	if c <= 0 || c > 9 {
 		c = 6
@@ -659,6 +698,7 @@ func (im *Image) SavePNG(o PNGOptions) ([]byte, error) {
 
 // SaveWebP encodes as WebP (animated when the image has several pages).
 func (im *Image) SaveWebP(o WebPOptions) ([]byte, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	var buf unsafe.Pointer
 	var n C.size_t
 	rc := C.qf_webpsave(im.im, &buf, &n, C.int(o.Quality), cbool(o.Lossless), cbool(o.Strip))
@@ -667,6 +707,7 @@ func (im *Image) SaveWebP(o WebPOptions) ([]byte, error) {
 
 // SaveGIF encodes as GIF with cgif (animated when the image has pages).
 func (im *Image) SaveGIF(strip bool) ([]byte, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	var buf unsafe.Pointer
 	var n C.size_t
 	rc := C.qf_gifsave(im.im, &buf, &n, cbool(strip))
@@ -675,6 +716,7 @@ func (im *Image) SaveGIF(strip bool) ([]byte, error) {
 
 // SaveTIFF encodes as TIFF.
 func (im *Image) SaveTIFF(strip bool) ([]byte, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
 	var buf unsafe.Pointer
 	var n C.size_t
 	rc := C.qf_tiffsave(im.im, &buf, &n, cbool(strip))

@@ -1,0 +1,273 @@
+package image
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/qufop/qufop/errs"
+	"github.com/qufop/qufop/fop"
+	"github.com/qufop/qufop/fop/image/vips"
+)
+
+// ImageMogr2 is imageMogr2: auto-orient, thumbnail, gravity, crop, rotate,
+// blur, format, quality, interlace, strip, ignore-error; operations run in
+// the order written.
+type ImageMogr2 struct{ x *Image }
+
+var mogr2Spec = fop.Spec{
+	Named: map[string]fop.Kind{
+		"auto-orient": fop.Flag, "strip": fop.Flag,
+		"thumbnail": fop.Value, "gravity": fop.Value, "crop": fop.Value,
+		"rotate": fop.Value, "blur": fop.Value, "format": fop.Value,
+		"quality": fop.Value, "interlace": fop.Value, "ignore-error": fop.Value,
+	},
+	Repeat: true,
+}
+
+type mogrKind int
+
+const (
+	opAutoOrient mogrKind = iota
+	opThumbnail
+	opGravity
+	opCrop
+	opRotate
+	opBlur
+)
+
+type mogrOp struct {
+	kind    mogrKind
+	thumb   thumbGeom
+	crop    cropGeom
+	gravity gravity
+	degrees int
+	sigma   float64
+}
+
+type mogr2Params struct {
+	ops       []mogrOp
+	format    string
+	q         int
+	qForced   bool
+	interlace bool
+	strip     bool
+	ignore    bool
+}
+
+func (c *ImageMogr2) parse(cmd fop.Cmd) (mogr2Params, error) {
+	p := mogr2Params{q: c.x.cfg.DefaultQuality}
+	ps, err := cmd.Params(mogr2Spec)
+	if err != nil {
+		return p, err
+	}
+	for _, pr := range ps {
+		switch pr.Name {
+		case "auto-orient":
+			p.ops = append(p.ops, mogrOp{kind: opAutoOrient})
+		case "strip":
+			p.strip = true
+		case "thumbnail":
+			g, err := parseThumbGeometry(pr.Value)
+			if err != nil {
+				return p, cmd.Errorf("thumbnail %q: %v", pr.Value, err)
+			}
+			p.ops = append(p.ops, mogrOp{kind: opThumbnail, thumb: g})
+		case "gravity":
+			g, ok := parseGravity(pr.Value)
+			if !ok {
+				return p, cmd.Errorf("unknown gravity %q", pr.Value)
+			}
+			p.ops = append(p.ops, mogrOp{kind: opGravity, gravity: g})
+		case "crop":
+			g, err := parseCropGeometry(pr.Value)
+			if err != nil {
+				return p, cmd.Errorf("crop %q: %v", pr.Value, err)
+			}
+			p.ops = append(p.ops, mogrOp{kind: opCrop, crop: g})
+		case "rotate":
+			d, err := cmd.Int("rotate", pr.Value, 1, 360)
+			if err != nil {
+				return p, err
+			}
+			p.ops = append(p.ops, mogrOp{kind: opRotate, degrees: d})
+		case "blur":
+			sigma, err := parseBlur(cmd, pr.Value)
+			if err != nil {
+				return p, err
+			}
+			p.ops = append(p.ops, mogrOp{kind: opBlur, sigma: sigma})
+		case "format":
+			if p.format, err = parseFormat(cmd, pr.Value); err != nil {
+				return p, err
+			}
+		case "quality":
+			if p.q, p.qForced, err = parseQuality(cmd, "quality", pr.Value); err != nil {
+				return p, err
+			}
+		case "interlace":
+			if p.interlace, err = parseBool(cmd, "interlace", pr.Value); err != nil {
+				return p, err
+			}
+		case "ignore-error":
+			if p.ignore, err = parseBool(cmd, "ignore-error", pr.Value); err != nil {
+				return p, err
+			}
+		}
+	}
+	return p, nil
+}
+
+// parseBlur parses "<radius>x<sigma>" (radius 1..50, sigma > 0) and returns
+// the sigma used: min(sigma, radius), since ImageMagick truncates the kernel
+// at the radius while libvips sizes it from sigma.
+func parseBlur(cmd fop.Cmd, v string) (float64, error) {
+	rs, ss, ok := strings.Cut(v, "x")
+	if !ok {
+		return 0, cmd.Errorf("blur must be <radius>x<sigma>, got %q", v)
+	}
+	r, err := cmd.Int("blur radius", rs, 1, 50)
+	if err != nil {
+		return 0, err
+	}
+	s, err := strconv.ParseFloat(ss, 64)
+	if err != nil || !(s > 0) || math.IsInf(s, 0) {
+		return 0, cmd.Errorf("blur sigma must be a number > 0, got %q", ss)
+	}
+	return math.Min(s, float64(r)), nil
+}
+
+// Validate checks the parameters.
+func (c *ImageMogr2) Validate(cmd fop.Cmd) error {
+	_, err := c.parse(cmd)
+	return err
+}
+
+// Process runs imageMogr2.
+func (c *ImageMogr2) Process(ctx context.Context, cmd fop.Cmd, in fop.Blob) (fop.Blob, error) {
+	p, err := c.parse(cmd)
+	if err != nil {
+		return fop.Blob{}, err
+	}
+	out, err := run(ctx, func() (fop.Blob, error) { return c.x.mogr2(p, in) })
+	return ignoreOr(in, p.ignore, out, err)
+}
+
+func (x *Image) mogr2(p mogr2Params, in fop.Blob) (fop.Blob, error) {
+	src, err := x.open(in, true)
+	if err != nil {
+		return fop.Blob{}, err
+	}
+	im, ops, err := x.mogr2Load(src, p.ops)
+	if err != nil {
+		return fop.Blob{}, failed(err)
+	}
+	defer func() { im.Close() }()
+	step := func(next *vips.Image, err error) error {
+		if err != nil {
+			return failed(err)
+		}
+		im.Close()
+		im = next
+		return x.checkWork(im.Width(), im.Height())
+	}
+	grav := northWest
+	for _, op := range ops {
+		switch op.kind {
+		case opAutoOrient:
+			err = step(im.AutoRotate())
+		case opThumbnail:
+			w, h := im.Width(), im.Height()
+			tw, th := op.thumb.target(w, h)
+			if err = x.checkWork(tw, th); err == nil && (tw != w || th != h) {
+				err = step(im.Resize(float64(tw)/float64(w), float64(th)/float64(h)))
+			}
+		case opGravity:
+			grav = op.gravity
+		case opCrop:
+			l, t, cw, ch, ok := op.crop.rect(im.Width(), im.Height(), grav)
+			if !ok {
+				return fop.Blob{}, errs.BadRequest("crop area is outside the image (%dx%d)", im.Width(), im.Height())
+			}
+			if l != 0 || t != 0 || cw != im.Width() || ch != im.Height() {
+				err = step(im.ExtractArea(l, t, cw, ch))
+			}
+		case opRotate:
+			err = step(rotate(im, op.degrees))
+		case opBlur:
+			err = step(im.GaussBlur(op.sigma))
+		}
+		if err != nil {
+			return fop.Blob{}, err
+		}
+	}
+	w, h := im.Width(), im.Height()
+	if err := x.checkOut(w, h); err != nil {
+		return fop.Blob{}, err
+	}
+	o := output{format: p.format, interlace: p.interlace, strip: p.strip, quality: p.q}
+	if o.format == "" {
+		o.format = defaultFormat(src.hdr.Format)
+	}
+	if src.hdr.Format == "jpeg" {
+		o.quality = EffectiveQuality(p.q, p.qForced, EstimateJPEGQuality(in.Data), src.hdr.Width, src.hdr.Height, w, h)
+	}
+	b, err := encode(im, o)
+	if err != nil {
+		return fop.Blob{}, failed(err)
+	}
+	return fop.Blob{Data: b, MIME: mimes[o.format], Derived: true}, nil
+}
+
+// mogr2Load decodes the input for imageMogr2. When the operations start
+// with a shrinking thumbnail (after an optional auto-orient), that step is
+// done by vips_thumbnail_buffer with shrink-on-load, and the operations left
+// are returned; otherwise the first frame is loaded with sequential access.
+func (x *Image) mogr2Load(src *source, ops []mogrOp) (*vips.Image, []mogrOp, error) {
+	i, orient := 0, false
+	if len(ops) > 0 && ops[0].kind == opAutoOrient {
+		i, orient = 1, true
+	}
+	if i < len(ops) && ops[i].kind == opThumbnail {
+		w, h := src.hdr.Width, src.hdr.Height
+		if orient {
+			w, h = src.w, src.h
+		}
+		if tw, th := ops[i].thumb.target(w, h); tw <= w && th <= h {
+			im, err := vips.Thumbnail(src.data, vips.ThumbnailOptions{
+				Width: tw, Height: th, Size: vips.SizeForce, NoRotate: !orient, FailOnTruncated: true,
+			})
+			return im, ops[i+1:], err
+		}
+	}
+	im, err := vips.Load(src.data, vips.LoadOptions{Sequential: true, FailOnTruncated: true})
+	return im, ops, err
+}
+
+// rotate turns im clockwise; the corners of a non-right angle are white, or
+// transparent when the image has alpha.
+func rotate(im *vips.Image, degrees int) (*vips.Image, error) {
+	switch degrees % 360 {
+	case 0:
+		return im.ExtractArea(0, 0, im.Width(), im.Height())
+	case 90:
+		return im.Rot(vips.D90)
+	case 180:
+		return im.Rot(vips.D180)
+	case 270:
+		return im.Rot(vips.D270)
+	}
+	bands := im.Bands()
+	bg := make([]float64, bands)
+	if !im.HasAlpha() && im.Interpretation() != "cmyk" {
+		white := 255.0
+		if f := im.Header().BandFormat; f == "ushort" {
+			white = 65535
+		}
+		for i := range bg {
+			bg[i] = white
+		}
+	}
+	return im.Rotate(float64(degrees), bg)
+}
