@@ -34,6 +34,7 @@ fuzz:
 	$(GO) test ./fop -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME)
 	$(GO) test ./fop/image -run='^$$' -fuzz='^FuzzGeometry$$' -fuzztime=$(FUZZTIME)
 	$(GO) test ./storage/local -run='^$$' -fuzz='^FuzzKey$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./ufop -run='^$$' -fuzz='^FuzzParseSpec$$' -fuzztime=$(FUZZTIME)
 
 # Benchmarks: in-process Go benchmarks, then the gateway under wrk on
 # loopback against raw libvips in the same run (see bench/README.md).
