@@ -13,6 +13,23 @@ type Blob struct {
 	// Derived is false for the stored object and true once any step has run;
 	// some commands (exif) refuse derived input.
 	Derived bool
+	// Bucket and Key name the stored object the chain started from; they
+	// travel along the chain (UFOPs receive them).
+	Bucket, Key string
+}
+
+type reqIDKey struct{}
+
+// WithReqID returns ctx carrying the request id, for steps that pass it on
+// (UFOP calls send it as X-Reqid).
+func WithReqID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, reqIDKey{}, id)
+}
+
+// ReqID returns the request id carried by ctx, or "".
+func ReqID(ctx context.Context) string {
+	id, _ := ctx.Value(reqIDKey{}).(string)
+	return id
 }
 
 // Processor runs one built-in command on its input. Implementations check

@@ -32,14 +32,14 @@ func (s *Server) object(c *gin.Context) {
 	} else {
 		c.Set(ctxCommand, chain.Cmds[0].Name)
 	}
-	// Check the whole chain before touching storage: a bad step anywhere is
-	// a 400 that costs no I/O.
-	procs, err := s.resolve(chain)
+	b, err := s.buckets.Bucket(c.Param("bucket"))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	b, err := s.buckets.Bucket(c.Param("bucket"))
+	// Check the whole chain before reading the object: a bad step anywhere
+	// is a 400 that costs no I/O.
+	steps, err := s.resolve(c.Request.Context(), chain, b.Name())
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -48,7 +48,7 @@ func (s *Server) object(c *gin.Context) {
 		s.download(c, b, key, chain)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(fop.WithReqID(c.Request.Context(), c.GetString(ctxReqID)), s.cfg.RequestTimeout)
 	defer cancel()
 
 	rc, obj, err := b.Open(ctx, key)
@@ -76,9 +76,9 @@ func (s *Server) object(c *gin.Context) {
 	}
 	rc.Close()
 
-	blob := fop.Blob{Data: data, MIME: obj.MIME}
+	blob := fop.Blob{Data: data, MIME: obj.MIME, Bucket: b.Name(), Key: key}
 	for i, cmd := range chain.Cmds {
-		blob, err = s.step(ctx, procs[i], cmd, blob)
+		blob, err = s.step(ctx, steps[i], cmd, blob)
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -94,40 +94,68 @@ func (s *Server) object(c *gin.Context) {
 	c.Data(http.StatusOK, blob.MIME, blob.Data)
 }
 
-// resolve finds the processor of every step and lets it check its
-// parameters.
-func (s *Server) resolve(chain fop.Chain) ([]fop.Processor, error) {
-	procs := make([]fop.Processor, len(chain.Cmds))
-	for i, cmd := range chain.Cmds {
-		p, ok := s.cmds[cmd.Name]
-		if !ok {
-			return nil, cmd.Errorf("unknown command %q", cmd.Name)
-		}
-		if v, ok := p.(fop.Validator); ok {
-			if err := v.Validate(cmd); err != nil {
-				return nil, err
-			}
-		}
-		procs[i] = p
-	}
-	return procs, nil
+// stepProc is the processor of one step: a built-in command, run on the
+// worker pool, or a UFOP, whose instances bound their own concurrency.
+type stepProc struct {
+	p       fop.Processor
+	builtin bool
 }
 
-// step runs one built-in step on a worker of the pool.
-func (s *Server) step(ctx context.Context, p fop.Processor, cmd fop.Cmd, in fop.Blob) (fop.Blob, error) {
+// resolve finds the processor of every step and lets built-ins check their
+// parameters. bucket's owner is the caller of the chain's UFOPs.
+func (s *Server) resolve(ctx context.Context, chain fop.Chain, bucket string) ([]stepProc, error) {
+	steps := make([]stepProc, len(chain.Cmds))
+	for i, cmd := range chain.Cmds {
+		if p, ok := s.cmds[cmd.Name]; ok {
+			if v, ok := p.(fop.Validator); ok {
+				if err := v.Validate(cmd); err != nil {
+					return nil, err
+				}
+			}
+			steps[i] = stepProc{p: p, builtin: true}
+			continue
+		}
+		if s.ufops != nil {
+			caller := ""
+			if s.owner != nil {
+				caller = s.owner(bucket)
+			}
+			p, err := s.ufops.Resolve(ctx, cmd, caller)
+			if err != nil {
+				return nil, err
+			}
+			if p != nil {
+				steps[i] = stepProc{p: p}
+				continue
+			}
+		}
+		return nil, cmd.Errorf("unknown command %q", cmd.Name)
+	}
+	return steps, nil
+}
+
+// step runs one step: a built-in on a worker of the pool, a UFOP directly.
+func (s *Server) step(ctx context.Context, sp stepProc, cmd fop.Cmd, in fop.Blob) (fop.Blob, error) {
 	start := time.Now()
 	var out fop.Blob
-	err := s.pool.Run(ctx, func() error {
+	run := func() error {
 		var err error
-		out, err = p.Process(ctx, cmd, in)
+		out, err = sp.p.Process(ctx, cmd, in)
 		return err
-	})
+	}
+	var err error
+	if sp.builtin {
+		err = s.pool.Run(ctx, run)
+	} else {
+		err = run()
+	}
 	s.m.steps.WithLabelValues(cmd.Name, itoa(errs.Status(err))).Inc()
 	s.m.stepTime.WithLabelValues(cmd.Name).Observe(time.Since(start).Seconds())
 	if err != nil {
 		return fop.Blob{}, err
 	}
 	out.Derived = true
+	out.Bucket, out.Key = in.Bucket, in.Key
 	if out.MIME == "" {
 		out.MIME = http.DetectContentType(out.Data)
 	}

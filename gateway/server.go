@@ -23,11 +23,36 @@ import (
 	"github.com/qufop/qufop/storage"
 )
 
+// UFOPs resolves the steps that are not built-in commands (package
+// dispatch implements it).
+type UFOPs interface {
+	// Resolve returns the processor of step cmd, (nil, nil) when no UFOP
+	// has its name. caller is whom the step runs for (a private UFOP
+	// serves only its owner).
+	Resolve(ctx context.Context, cmd fop.Cmd, caller string) (fop.Processor, error)
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithUFOPs lets chains call UFOPs; owner tells who owns a bucket (the
+// caller of the UFOPs of a chain on it).
+func WithUFOPs(u UFOPs, owner func(bucket string) string) Option {
+	return func(s *Server) { s.ufops, s.owner = u, owner }
+}
+
+// WithBlobs serves h at path (the UFOPs' input blobs).
+func WithBlobs(path string, h gin.HandlerFunc) Option {
+	return func(s *Server) { s.engine.GET(path, h) }
+}
+
 // Server is one gateway.
 type Server struct {
 	cfg     Config
 	buckets storage.Buckets
 	cmds    fop.Registry
+	ufops   UFOPs
+	owner   func(bucket string) string
 	pool    *Pool
 	m       *metrics
 	log     *slog.Logger
@@ -36,7 +61,7 @@ type Server struct {
 
 // New builds a gateway over the given buckets and built-in commands.
 // Access logs go to log, one line per request.
-func New(cfg Config, buckets storage.Buckets, cmds fop.Registry, log *slog.Logger) (*Server, error) {
+func New(cfg Config, buckets storage.Buckets, cmds fop.Registry, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -66,6 +91,9 @@ func New(cfg Config, buckets storage.Buckets, cmds fop.Registry, log *slog.Logge
 		s.fail(c, errs.New(http.StatusMethodNotAllowed, "method %s not allowed", c.Request.Method))
 	})
 	s.engine = e
+	for _, o := range opts {
+		o(s)
+	}
 	return s, nil
 }
 

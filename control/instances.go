@@ -1,0 +1,259 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/qufop/qufop/cluster"
+	"github.com/qufop/qufop/errs"
+	"github.com/qufop/qufop/ufop"
+)
+
+// ResizeRequest is the body of PUT /v1/ufops/:name/instances.
+type ResizeRequest struct {
+	Count int `json:"count"`
+}
+
+// Operation is the last resize or upgrade of a UFOP, run in the background:
+// deployments take as long as instances take to become healthy, so the API
+// answers at once and `qufop resize`/`upgrade` poll the state.
+type Operation struct {
+	Kind     string    `json:"kind"` // "resize" or "upgrade"
+	Version  int       `json:"version"`
+	Count    int       `json:"count"`
+	Started  time.Time `json:"started"`
+	Done     bool      `json:"done"`
+	Error    string    `json:"error,omitempty"`
+	Finished time.Time `json:"finished,omitzero"`
+}
+
+// State is the answer of GET /v1/ufops/:name/instances.
+type State struct {
+	Name      string             `json:"name"`
+	Desired   int                `json:"desired"`
+	Deployed  int                `json:"deployed"`
+	Current   int                `json:"current"`
+	Instances []cluster.Instance `json:"instances"`
+	Operation *Operation         `json:"operation,omitempty"`
+}
+
+func (s *Server) setOp(name string, op *Operation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ops == nil {
+		s.ops = map[string]*Operation{}
+	}
+	s.ops[name] = op
+}
+
+func (s *Server) op(name string) *Operation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if op := s.ops[name]; op != nil {
+		cp := *op
+		return &cp
+	}
+	return nil
+}
+
+func (s *Server) opRunning(name string) bool {
+	op := s.op(name)
+	return op != nil && !op.Done
+}
+
+// workload renders version v of rec for the orchestrator.
+func (s *Server) workload(rec *ufop.Record, v *ufop.Version, count int) (cluster.Workload, error) {
+	flavor, err := ufop.ParseFlavor(v.Spec.Flavor)
+	if err != nil {
+		return cluster.Workload{}, errs.BadRequest("%v", err)
+	}
+	return cluster.Workload{
+		Name: rec.Name, Owner: rec.Owner, Version: v.N,
+		Image: v.Image, Dir: v.Dir, Run: v.Spec.Run, Env: v.Spec.Env,
+		Port: s.cfg.Port, HealthPath: v.Spec.Health,
+		CPUs: flavor.CPUs, MemoryMB: flavor.MemoryMB,
+		Count: count, KillTimeout: v.Spec.KillTimeout,
+	}, nil
+}
+
+// deployable returns the version to deploy: the current one, built.
+func deployable(rec *ufop.Record) (*ufop.Version, error) {
+	if rec.Current == 0 {
+		return nil, errs.BadRequest("ufop %q has no current version: choose one with `qufop chver %s -c N`", rec.Name, rec.Name)
+	}
+	v := rec.Version(rec.Current)
+	if v == nil || v.State != ufop.BuildSuccess {
+		return nil, errs.BadRequest("current version %d of %q is not a successful build", rec.Current, rec.Name)
+	}
+	return v, nil
+}
+
+func (s *Server) resize(c *gin.Context) {
+	var req ResizeRequest
+	if !bindJSON(c, &req) {
+		return
+	}
+	rec := record(c)
+	switch {
+	case req.Count < 0:
+		fail(c, errs.BadRequest("instance count must not be negative, got %d", req.Count))
+		return
+	case req.Count > rec.MaxInstances:
+		fail(c, errs.BadRequest("instance count %d is over the limit of %d for %q", req.Count, rec.MaxInstances, rec.Name))
+		return
+	}
+	if s.opRunning(rec.Name) {
+		fail(c, errs.New(http.StatusConflict, "ufop %q: a %s is in progress; wait for it (qufop state %s)", rec.Name, s.op(rec.Name).Kind, rec.Name))
+		return
+	}
+	from := rec.Desired
+	var run func(ctx context.Context) error
+	op := &Operation{Kind: "resize", Count: req.Count, Started: s.now().UTC()}
+	if rec.Deployed == 0 {
+		if req.Count == 0 {
+			c.JSON(http.StatusOK, gin.H{"name": rec.Name, "from": from, "to": 0})
+			return
+		}
+		v, err := deployable(rec)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		w, err := s.workload(rec, v, req.Count)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		op.Version = v.N
+		run = func(ctx context.Context) error { return s.orch.Deploy(ctx, w) }
+	} else {
+		op.Version = rec.Deployed
+		reason := fmt.Sprintf("qufop resize %s -n %d by %s", rec.Name, req.Count, c.GetString(ctxUser))
+		run = func(ctx context.Context) error { return s.orch.Scale(ctx, rec.Name, req.Count, reason) }
+	}
+	if _, err := s.keeper.Update(c.Request.Context(), rec.Name, func(r *ufop.Record) error {
+		r.Desired = req.Count
+		if r.Deployed == 0 {
+			r.Deployed = op.Version
+		}
+		return nil
+	}); err != nil {
+		fail(c, err)
+		return
+	}
+	s.runOp(rec.Name, op, run)
+	c.JSON(http.StatusAccepted, gin.H{"name": rec.Name, "from": from, "to": req.Count, "version": op.Version})
+}
+
+// upgrade deploys the current version in place of the running one.
+func (s *Server) upgrade(c *gin.Context) {
+	rec := record(c)
+	v, err := deployable(rec)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if rec.Desired == 0 {
+		fail(c, errs.BadRequest("ufop %q runs no instances: start some with `qufop resize %s -n N`", rec.Name, rec.Name))
+		return
+	}
+	if rec.Deployed == v.N {
+		c.JSON(http.StatusOK, gin.H{"name": rec.Name, "version": v.N, "message": "already running the current version"})
+		return
+	}
+	if s.opRunning(rec.Name) {
+		fail(c, errs.New(http.StatusConflict, "ufop %q: a %s is in progress", rec.Name, s.op(rec.Name).Kind))
+		return
+	}
+	w, err := s.workload(rec, v, rec.Desired)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	op := &Operation{Kind: "upgrade", Version: v.N, Count: rec.Desired, Started: s.now().UTC()}
+	s.runOp(rec.Name, op, func(ctx context.Context) error {
+		if err := s.orch.Deploy(ctx, w); err != nil {
+			return err
+		}
+		_, err := s.keeper.Update(ctx, rec.Name, func(r *ufop.Record) error {
+			r.Deployed = v.N
+			return nil
+		})
+		return err
+	})
+	c.JSON(http.StatusAccepted, gin.H{"name": rec.Name, "from": rec.Deployed, "to": v.N})
+}
+
+// runOp runs an orchestration in the background, bounded by DeployTimeout.
+func (s *Server) runOp(name string, op *Operation, run func(ctx context.Context) error) {
+	s.setOp(name, op)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DeployTimeout)
+		defer cancel()
+		err := run(ctx)
+		s.mu.Lock()
+		op.Done, op.Finished = true, s.now().UTC()
+		if err != nil {
+			op.Error = errs.Public(err)
+			if errors.Is(err, cluster.ErrSkipped) || op.Error == "processing failed" {
+				op.Error = err.Error()
+			}
+		}
+		s.mu.Unlock()
+		s.log.Info(op.Kind+" ended", "ufop", name, "version", op.Version, "count", op.Count, "err", err)
+	}()
+}
+
+func (s *Server) state(c *gin.Context) {
+	rec := record(c)
+	inst, err := s.orch.Instances(c.Request.Context(), rec.Name)
+	if err != nil && !errors.Is(err, cluster.ErrNotFound) {
+		fail(c, errs.Failed(err, "reading the instances of %q failed", rec.Name))
+		return
+	}
+	if inst == nil {
+		inst = []cluster.Instance{}
+	}
+	c.JSON(http.StatusOK, State{
+		Name: rec.Name, Desired: rec.Desired, Deployed: rec.Deployed, Current: rec.Current,
+		Instances: inst, Operation: s.op(rec.Name),
+	})
+}
+
+func (s *Server) instanceLog(c *gin.Context) {
+	rec := record(c)
+	idx, err := strconv.Atoi(c.Param("index"))
+	if err != nil || idx < 0 {
+		fail(c, errs.BadRequest("bad instance index %q", c.Param("index")))
+		return
+	}
+	follow := c.Query("follow") == "1" || c.Query("follow") == "true"
+	// Check the instance exists before the 200 goes out.
+	inst, err := s.orch.Instances(c.Request.Context(), rec.Name)
+	if err != nil && !errors.Is(err, cluster.ErrNotFound) {
+		fail(c, errs.Failed(err, "reading the instances of %q failed", rec.Name))
+		return
+	}
+	found := false
+	for _, in := range inst {
+		found = found || in.Index == idx
+	}
+	if !found {
+		fail(c, errs.NotFound("ufop %q has no instance %d", rec.Name, idx))
+		return
+	}
+	c.Header("Content-Type", "text/plain; charset=utf-8")
+	c.Header("Cache-Control", "no-store")
+	c.Status(http.StatusOK)
+	if err := s.orch.Logs(c.Request.Context(), rec.Name, idx, follow, flushWriter{c.Writer}); err != nil && c.Request.Context().Err() == nil {
+		fmt.Fprintf(c.Writer, "\nqufop: log unavailable: %v\n", err)
+	}
+}

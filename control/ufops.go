@@ -1,0 +1,131 @@
+package control
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/qufop/qufop/cluster"
+	"github.com/qufop/qufop/errs"
+	"github.com/qufop/qufop/ufop"
+)
+
+// RegisterRequest is the body of POST /v1/ufops.
+type RegisterRequest struct {
+	Name string `json:"name"`
+	Mode string `json:"mode"` // private (2, default) or public (1)
+	Desc string `json:"description"`
+}
+
+// VersionRequest is the body of PUT /v1/ufops/:name/current.
+type VersionRequest struct {
+	Version int `json:"version"`
+}
+
+func bindJSON(c *gin.Context, v any) bool {
+	if err := c.ShouldBindJSON(v); err != nil {
+		fail(c, errs.BadRequest("bad JSON body: %v", err))
+		return false
+	}
+	return true
+}
+
+func (s *Server) register(c *gin.Context) {
+	var req RegisterRequest
+	if !bindJSON(c, &req) {
+		return
+	}
+	if err := ufop.CheckName(req.Name); err != nil {
+		fail(c, errs.BadRequest("%v", err))
+		return
+	}
+	mode, err := ufop.ParseMode(req.Mode)
+	if err != nil {
+		fail(c, errs.BadRequest("%v", err))
+		return
+	}
+	rec := ufop.Record{
+		Name:         req.Name,
+		Owner:        c.GetString(ctxUser),
+		Mode:         mode,
+		Desc:         req.Desc,
+		CreatedAt:    s.now().UTC(),
+		Versions:     []ufop.Version{},
+		MaxInstances: ufop.DefaultMaxInstances,
+		Flavor:       "default",
+	}
+	if err := s.keeper.Create(c.Request.Context(), rec); err != nil {
+		fail(c, err)
+		return
+	}
+	s.log.Info("ufop registered", "ufop", rec.Name, "owner", rec.Owner, "mode", rec.Mode)
+	c.JSON(http.StatusOK, rec)
+}
+
+// list returns the caller's UFOPs.
+func (s *Server) list(c *gin.Context) {
+	all, err := s.keeper.List(c.Request.Context())
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	user := c.GetString(ctxUser)
+	mine := slices.DeleteFunc(all, func(r ufop.Record) bool { return r.Owner != user })
+	c.JSON(http.StatusOK, mine)
+}
+
+func (s *Server) info(c *gin.Context) {
+	rec := record(c)
+	if rec.Owner != c.GetString(ctxUser) {
+		// Public UFOPs of others: their existence and mode, nothing more.
+		c.JSON(http.StatusOK, gin.H{"name": rec.Name, "mode": rec.Mode, "description": rec.Desc})
+		return
+	}
+	c.JSON(http.StatusOK, rec)
+}
+
+// unregister stops every instance, forgets the workload and deletes the
+// record. It cannot be undone (as on Qiniu).
+func (s *Server) unregister(c *gin.Context) {
+	rec := record(c)
+	if s.buildRunning(rec.Name) {
+		fail(c, errs.New(http.StatusConflict, "ufop %q has a build running; wait for it to end", rec.Name))
+		return
+	}
+	if err := s.orch.Stop(c.Request.Context(), rec.Name, true); err != nil && !errors.Is(err, cluster.ErrNotFound) {
+		fail(c, errs.Failed(err, "stopping the instances of %q failed", rec.Name))
+		return
+	}
+	if err := s.keeper.Delete(c.Request.Context(), rec.Name); err != nil {
+		fail(c, err)
+		return
+	}
+	s.log.Info("ufop unregistered", "ufop", rec.Name)
+	c.JSON(http.StatusOK, gin.H{"name": rec.Name, "deleted": true})
+}
+
+// chver picks the current version; instances change only on upgrade.
+func (s *Server) chver(c *gin.Context) {
+	var req VersionRequest
+	if !bindJSON(c, &req) {
+		return
+	}
+	rec, err := s.keeper.Update(c.Request.Context(), record(c).Name, func(r *ufop.Record) error {
+		v := r.Version(req.Version)
+		switch {
+		case v == nil:
+			return errs.NotFound("ufop %q has no version %d", r.Name, req.Version)
+		case v.State != ufop.BuildSuccess:
+			return errs.BadRequest("version %d of %q is %q: only a successful build can be chosen", v.N, r.Name, v.State)
+		}
+		r.Current = v.N
+		return nil
+	})
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, rec)
+}
