@@ -25,6 +25,7 @@ const demoBucket = "demo"
 func newDevCmd() *cobra.Command {
 	var (
 		f    *gatewayFlags
+		pf   *platformFlags
 		data string
 	)
 	cmd := &cobra.Command{
@@ -42,17 +43,26 @@ On first start it creates the bucket "demo" holding sample.jpg.`,
 			if err := parseBucketFlags(set, f.buckets); err != nil {
 				return err
 			}
-			srv, err := f.newServer(set, cmd.ErrOrStderr())
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			out := cmd.OutOrStdout()
+			plat, err := newPlatform(ctx, pf, data, out, f.logger(cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}
+			defer plat.Close()
+			srv, err := f.newServer(set, cmd.ErrOrStderr(), plat.options()...)
+			if err != nil {
+				return err
+			}
+			plat.control.Mount(srv.Engine())
 			ln, err := f.listen()
 			if err != nil {
 				return err
 			}
-			ctx, stop := signalContext(cmd.Context())
-			defer stop()
-			printWelcome(cmd.OutOrStdout(), ln.Addr().String(), data, set.Names())
+			go plat.serveBlobs(ctx)
+			printWelcome(out, ln.Addr().String(), data, set.Names())
+			printPlatform(out, ln.Addr().String(), plat)
 			if err := srv.Serve(ctx, ln); err != nil {
 				return err
 			}
@@ -62,11 +72,27 @@ On first start it creates the bucket "demo" holding sample.jpg.`,
 	}
 	cmd.Flags().StringVar(&data, "data", "./qufop-data", "folder holding the platform's state")
 	f = newGatewayFlags(cmd.Flags())
+	pf = newPlatformFlags(cmd.Flags())
 	return cmd
 }
 
 // openDataBuckets creates <data>/buckets (and the demo bucket the first
 // time) and adds every sub-folder as a bucket.
+func printPlatform(w io.Writer, addr string, p *platform) {
+	fmt.Fprintf(w, "UFOPs: %s runtime", p.mode)
+	if warn := p.runtime.Warning(); warn != "" {
+		fmt.Fprintf(w, " (%s)", warn)
+	}
+	if p.registry != "" {
+		fmt.Fprintf(w, ", images pushed to %s", p.registry)
+	} else if p.mode == "docker" {
+		fmt.Fprint(w, ", images kept in the local Docker daemon (no registry answers)")
+	}
+	fmt.Fprintf(w, "\nManage them with the CLI (admin keys in the data folder's admin.json):\n")
+	fmt.Fprintf(w, "  export QUFOP_ADDR=http://%s QUFOP_ACCESS_KEY=%s QUFOP_SECRET_KEY=<secret key>\n", addr, p.creds.AccessKey)
+	fmt.Fprintf(w, "  qufop reg my-demo -m 2 -d demo && qufop build my-demo -f examples/ufop-demo/build/ufop-demo.tar\n")
+}
+
 func openDataBuckets(set *storage.Set, data string, warn io.Writer) error {
 	root := filepath.Join(data, "buckets")
 	_, err := os.Stat(root)

@@ -22,14 +22,16 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDevCmd(), newGatewayCmd())
+	root.AddCommand(append([]*cobra.Command{newDevCmd(), newGatewayCmd(), newLoginCmd()}, newUfopCmds()...)...)
 	return root
 }
 
 // Main runs the command line and exits non-zero with a one-line message on
 // failure.
 func Main() {
-	if err := NewRoot().Execute(); err != nil {
+	root := NewRoot()
+	root.SetArgs(NormalizeArgs(os.Args[1:]))
+	if err := root.Execute(); err != nil {
 		// One line: joined validation errors are listed with "; ".
 		fmt.Fprintln(os.Stderr, "qufop:", strings.ReplaceAll(err.Error(), "\n", "; "))
 		os.Exit(1)

@@ -64,7 +64,7 @@ func parseBucketFlags(set *storage.Set, flags []string) error {
 }
 
 // newServer builds a gateway with the built-in commands over set.
-func (f *gatewayFlags) newServer(set *storage.Set, logw io.Writer) (*gateway.Server, error) {
+func (f *gatewayFlags) newServer(set *storage.Set, logw io.Writer, opts ...gateway.Option) (*gateway.Server, error) {
 	// One source limit for the gateway's read and the image commands.
 	f.img.MaxSrcBytes = f.gw.MaxSourceBytes
 	if err := f.img.Validate(); err != nil {
@@ -76,11 +76,15 @@ func (f *gatewayFlags) newServer(set *storage.Set, logw io.Writer) (*gateway.Ser
 	}
 	reg := fop.Registry{}
 	img.Register(reg)
+	return gateway.New(f.gw, set, reg, f.logger(logw), opts...)
+}
+
+// logger writes one line per event to w (nothing with --quiet).
+func (f *gatewayFlags) logger(w io.Writer) *slog.Logger {
 	if f.quiet {
-		logw = io.Discard
+		w = io.Discard
 	}
-	log := slog.New(slog.NewTextHandler(logw, nil))
-	return gateway.New(f.gw, set, reg, log)
+	return slog.New(slog.NewTextHandler(w, nil))
 }
 
 // listen binds the gateway's address; a failure names it.

@@ -48,14 +48,15 @@ func (s *Server) upload(c *gin.Context) {
 		fail(c, errs.Failed(err, "reading the upload"))
 		return
 	}
-	dir := filepath.Join(tmp, "src")
-	spec, err := s.build.Unpack(ctx, f, dir)
+	// Unpack once here so that a bad tarball is refused in the answer to the
+	// upload, not later in a build log.
+	spec, err := s.build.Unpack(ctx, f, filepath.Join(tmp, "check"))
 	f.Close()
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	os.Remove(tarPath)
+	os.RemoveAll(filepath.Join(tmp, "check"))
 
 	var n int
 	updated, err := s.keeper.Update(ctx, rec.Name, func(r *ufop.Record) error {
@@ -76,7 +77,7 @@ func (s *Server) upload(c *gin.Context) {
 		return
 	}
 	keep = true
-	s.startBuild(Build{Owner: updated.Owner, Name: updated.Name, Version: n, Dir: dir, Spec: spec}, tmp, logw)
+	s.startBuild(Build{Owner: updated.Owner, Name: updated.Name, Version: n, Tarball: tarPath, Spec: spec}, tmp, logw)
 	c.JSON(http.StatusAccepted, gin.H{"name": updated.Name, "version": n, "state": ufop.Building})
 }
 

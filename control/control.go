@@ -25,9 +25,9 @@ type Build struct {
 	Owner   string
 	Name    string
 	Version int
-	// Dir holds the unpacked, checked tarball (ufop.yaml at its root).
-	Dir  string
-	Spec *ufop.Spec
+	// Tarball is the uploaded file, already checked by Unpack.
+	Tarball string
+	Spec    *ufop.Spec
 }
 
 // Built is a build's result: an image (Docker) or an app folder (process).

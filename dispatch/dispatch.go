@@ -272,4 +272,3 @@ func (d *Dispatcher) Waiting(name string) int {
 	defer p.mu.Unlock()
 	return p.waiting
 }
-

@@ -126,7 +126,8 @@ var defaultUOPClient = &http.Client{
 }
 
 // Call runs cmd (the fop segment, UFOP name first) on the instance at addr
-// ("host:port", or a base URL "http://host:port") over proto.
+// ("host:port", or a base URL "http://host:port") over proto ("" means
+// ProtocolHandler).
 //
 // Errors are *errs.Error: 504 when ctx's deadline passes, 599 otherwise,
 // with ErrInstanceDied in the chain when the instance went away, and a

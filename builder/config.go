@@ -1,0 +1,144 @@
+package builder
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+)
+
+// Config is the builder's configuration.
+type Config struct {
+	// Registry is the registry images are tagged for and pushed to
+	// ("127.0.0.1:5000"). Empty: images are tagged <owner>/<name>:v<N> and
+	// not pushed.
+	Registry string
+	// BaseImages maps the names ufop.yaml's image may use ("ubuntu") to
+	// image references ("ubuntu:22.04").
+	BaseImages map[string]string
+	// MaxConcurrent bounds the builds that run at once.
+	MaxConcurrent int
+	// Timeout bounds one build (unpack, docker build, push).
+	Timeout time.Duration
+	// MaxTarBytes caps the unpacked size of a tarball.
+	MaxTarBytes int64
+	// MaxUploadBytes caps the tarball as uploaded (compressed or not).
+	MaxUploadBytes int64
+	// MaxFiles caps the entries of a tarball.
+	MaxFiles int
+	// Dir holds work folders and build logs.
+	Dir string
+	// User is the numeric uid:gid the program runs as.
+	User string
+}
+
+// Defaults.
+const (
+	DefaultRegistry       = "127.0.0.1:5000"
+	DefaultMaxConcurrent  = 2
+	DefaultTimeout        = 10 * time.Minute
+	DefaultMaxTarBytes    = 512 << 20
+	DefaultMaxUploadBytes = 256 << 20
+	DefaultMaxFiles       = 10000
+	DefaultUser           = "10001:10001"
+	// Port is where a UFOP instance listens inside its container.
+	Port = 9100
+)
+
+// DefaultBaseImages are the configured base-image names.
+func DefaultBaseImages() map[string]string {
+	return map[string]string{
+		"ubuntu":  "ubuntu:22.04",
+		"busybox": "local/busybox:1",
+	}
+}
+
+// NewDefaultConfig returns the defaults, with Dir under the system's
+// temporary folder.
+func NewDefaultConfig() Config {
+	return Config{
+		Registry:       DefaultRegistry,
+		BaseImages:     DefaultBaseImages(),
+		MaxConcurrent:  DefaultMaxConcurrent,
+		Timeout:        DefaultTimeout,
+		MaxTarBytes:    DefaultMaxTarBytes,
+		MaxUploadBytes: DefaultMaxUploadBytes,
+		MaxFiles:       DefaultMaxFiles,
+		Dir:            filepath.Join(os.TempDir(), "qufop-builder"),
+		User:           DefaultUser,
+	}
+}
+
+var (
+	userRe     = regexp.MustCompile(`^[0-9]+:[0-9]+$`)
+	registryRe = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]+)?$`)
+)
+
+// Validate reports the first bad setting.
+func (c Config) Validate() error {
+	switch {
+	case c.Registry != "" && !registryRe.MatchString(c.Registry):
+		return fmt.Errorf("builder: registry %q is not host[:port]", c.Registry)
+	case c.MaxConcurrent < 1:
+		return fmt.Errorf("builder: max concurrent builds must be at least 1, got %d", c.MaxConcurrent)
+	case c.Timeout <= 0:
+		return fmt.Errorf("builder: build timeout must be positive, got %s", c.Timeout)
+	case c.MaxTarBytes <= 0:
+		return fmt.Errorf("builder: max tarball size must be positive, got %d", c.MaxTarBytes)
+	case c.MaxUploadBytes <= 0:
+		return fmt.Errorf("builder: max upload size must be positive, got %d", c.MaxUploadBytes)
+	case c.MaxFiles < 1:
+		return fmt.Errorf("builder: max files must be at least 1, got %d", c.MaxFiles)
+	case c.Dir == "":
+		return fmt.Errorf("builder: dir is required")
+	case !userRe.MatchString(c.User):
+		return fmt.Errorf("builder: user must be a numeric uid:gid, got %q", c.User)
+	case c.User == "0:0" || c.User[:2] == "0:":
+		return fmt.Errorf("builder: user %q is root; the program must run as a non-root user", c.User)
+	}
+	for name, ref := range c.BaseImages {
+		if name == "" || ref == "" {
+			return fmt.Errorf("builder: base image %q maps to %q", name, ref)
+		}
+	}
+	return nil
+}
+
+// Limits returns the tarball limits of c.
+func (c Config) Limits() Limits {
+	return Limits{MaxBytes: c.MaxTarBytes, MaxUploadBytes: c.MaxUploadBytes, MaxFiles: c.MaxFiles}
+}
+
+// Tag returns the image reference of a UFOP version:
+// <registry>/<owner>/<name>:v<N>.
+func (c Config) Tag(owner, name string, version int) string {
+	repo := owner + "/" + name
+	if c.Registry != "" {
+		repo = c.Registry + "/" + repo
+	}
+	return fmt.Sprintf("%s:v%d", repo, version)
+}
+
+var prevUfop = regexp.MustCompile(`^([a-z0-9]+(?:[._-][a-z0-9]+)*)\.v([1-9][0-9]*)$`)
+
+// ResolveBase maps ufop.yaml's image to an image reference: a configured
+// name through BaseImages; "<ufop>.v<N>" to <registry>/<owner>/<ufop>:v<N>;
+// anything else as written (it must be held by the daemon or the registry).
+func (c Config) ResolveBase(image, owner string) (string, error) {
+	if image == "" {
+		return "", fmt.Errorf("builder: no base image")
+	}
+	if ref, ok := c.BaseImages[image]; ok {
+		return ref, nil
+	}
+	if m := prevUfop.FindStringSubmatch(image); m != nil {
+		if err := checkName("owner", owner); err != nil {
+			return "", err
+		}
+		var v int
+		fmt.Sscan(m[2], &v)
+		return c.Tag(owner, m[1], v), nil
+	}
+	return image, nil
+}

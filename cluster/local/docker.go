@@ -1,0 +1,394 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
+
+	"github.com/qufop/qufop/cluster"
+)
+
+// Container labels.
+const (
+	LabelUFOP     = "qufop.ufop"
+	LabelVersion  = "qufop.version"
+	LabelIndex    = "qufop.index"
+	LabelOwner    = "qufop.owner"
+	LabelWorkload = "qufop.workload" // the Workload as JSON, for adoption
+)
+
+// DefaultNetwork is the project's user-defined bridge network.
+const DefaultNetwork = "qufop"
+
+// DockerConfig configures the Docker runtime.
+type DockerConfig struct {
+	Options
+	// Network is the user-defined bridge the containers run on, created if
+	// missing. Default "qufop".
+	Network string
+	// PidsLimit caps the processes of one container. Default 256.
+	PidsLimit int64
+}
+
+// Docker runs UFOP instances as Docker containers: CPU, memory and pids
+// limits, all capabilities dropped, no-new-privileges, on the project's
+// bridge network, the workload port published on 127.0.0.1 only. It
+// implements cluster.Orchestrator and cluster.Catalog. On start it adopts
+// the containers a previous run left (by label), so a restart of the
+// platform keeps the instances.
+type Docker struct {
+	*manager
+	cli    *client.Client
+	hostIP string
+	ownCli bool // close cli on Close (New made it)
+}
+
+var (
+	_ cluster.Orchestrator = (*Docker)(nil)
+	_ cluster.Catalog      = (*Docker)(nil)
+)
+
+// NewDocker makes sure the network exists, adopts existing containers and
+// starts supervising them.
+func NewDocker(cli *client.Client, cfg DockerConfig) (*Docker, error) {
+	if cfg.Network == "" {
+		cfg.Network = DefaultNetwork
+	}
+	if cfg.PidsLimit <= 0 {
+		cfg.PidsLimit = 256
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	gw, err := ensureNetwork(ctx, cli, cfg.Network)
+	if err != nil {
+		return nil, err
+	}
+	drv := &dockerDriver{cli: cli, network: cfg.Network, pidsLimit: cfg.PidsLimit}
+	d := &Docker{cli: cli, hostIP: gw}
+	d.manager = newManager(cfg.Options, drv)
+	if err := d.adopt(ctx); err != nil {
+		d.close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// HostIP is the gateway address of the project's bridge: where containers
+// reach the platform (the gateway serves input blobs there).
+func (d *Docker) HostIP() string { return d.hostIP }
+
+// Mode returns "docker".
+func (d *Docker) Mode() string { return "docker" }
+
+// Warning is empty: containers are isolated.
+func (d *Docker) Warning() string { return "" }
+
+// Close stops the supervision; the containers keep running and are adopted
+// by the next NewDocker.
+func (d *Docker) Close() error {
+	d.close()
+	if d.ownCli {
+		return d.cli.Close()
+	}
+	return nil
+}
+
+// ensureNetwork creates the bridge if missing and returns its gateway.
+func ensureNetwork(ctx context.Context, cli *client.Client, name string) (string, error) {
+	nw, err := cli.NetworkInspect(ctx, name, network.InspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		_, cerr := cli.NetworkCreate(ctx, name, network.CreateOptions{
+			Driver: "bridge",
+			Labels: map[string]string{"qufop.network": "1"},
+		})
+		if cerr != nil && !cerrdefs.IsConflict(cerr) {
+			return "", fmt.Errorf("docker network %s: %w", name, cerr)
+		}
+		nw, err = cli.NetworkInspect(ctx, name, network.InspectOptions{})
+	}
+	if err != nil {
+		return "", fmt.Errorf("docker network %s: %w", name, err)
+	}
+	for _, c := range nw.IPAM.Config {
+		if ip := net.ParseIP(c.Gateway); ip != nil && ip.To4() != nil {
+			return c.Gateway, nil
+		}
+	}
+	for _, c := range nw.IPAM.Config { // no gateway recorded: the first address of the subnet
+		if p, err := netip.ParsePrefix(c.Subnet); err == nil && p.Addr().Is4() {
+			return p.Masked().Addr().Next().String(), nil
+		}
+	}
+	return "", fmt.Errorf("docker network %s has no IPv4 gateway", name)
+}
+
+// adopt takes over the containers of earlier runs.
+func (d *Docker) adopt(ctx context.Context) error {
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelUFOP))})
+	if err != nil {
+		return fmt.Errorf("docker: list containers: %w", err)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Created < list[j].Created })
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range list {
+		var w cluster.Workload
+		if err := json.Unmarshal([]byte(c.Labels[LabelWorkload]), &w); err != nil || w.Name == "" || w.Name != c.Labels[LabelUFOP] {
+			d.opts.Logger.Warn("docker: not adopting container without a valid workload label", "id", c.ID)
+			continue
+		}
+		index, err := strconv.Atoi(c.Labels[LabelIndex])
+		if err != nil {
+			continue
+		}
+		wl := d.workloadLocked(w.Name, true)
+		in := &instance{w: w, index: index, id: shortID(c.ID), serving: true, launched: true, state: StateStarting, message: "adopted"}
+		info, err := d.cli.ContainerInspect(ctx, c.ID)
+		if err != nil {
+			continue
+		}
+		if info.State != nil && info.State.Running {
+			in.addr = hostAddr(info, w.Port)
+			if t, err := time.Parse(time.RFC3339Nano, info.State.StartedAt); err == nil {
+				in.started = t
+			}
+		} else {
+			in.needStart = true
+			in.nextStart = time.Now()
+			in.state = StateExited
+			in.message = "adopted stopped container"
+		}
+		wl.insts = append(wl.insts, in)
+		if wl.cur == nil || wl.cur.Version < w.Version {
+			cw := w
+			wl.cur = &cw
+		}
+		d.opts.Logger.Info("adopted", "ufop", w.Name, "version", w.Version, "index", index, "id", in.id)
+	}
+	for _, wl := range d.wls {
+		n := 0
+		for _, in := range wl.insts {
+			if in.w.Version == wl.cur.Version {
+				n++
+			}
+		}
+		wl.cur.Count = n
+		for _, in := range wl.insts {
+			d.superviseLocked(in)
+		}
+	}
+	return nil
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// ContainerName is the name of instance index of version of ufop.
+func ContainerName(ufop string, version, index int) string {
+	return fmt.Sprintf("qufop-%s-v%d-%d", unsafeName.ReplaceAllString(ufop, "_"), version, index)
+}
+
+func hostAddr(info container.InspectResponse, port int) string {
+	if info.NetworkSettings == nil {
+		return ""
+	}
+	for _, b := range info.NetworkSettings.Ports[nat.Port(fmt.Sprintf("%d/tcp", port))] {
+		if b.HostPort != "" && (b.HostIP == "127.0.0.1" || b.HostIP == "") {
+			return net.JoinHostPort("127.0.0.1", b.HostPort)
+		}
+	}
+	return ""
+}
+
+// dockerDriver runs instances as containers. It names containers by
+// ContainerName, so a container is found even when its id is not known yet.
+type dockerDriver struct {
+	cli       *client.Client
+	network   string
+	pidsLimit int64
+}
+
+func (d *dockerDriver) name(in *instance) string {
+	return ContainerName(in.w.Name, in.w.Version, in.index)
+}
+
+func (d *dockerDriver) start(ctx context.Context, in *instance) (string, string, error) {
+	name := d.name(in)
+	if in.launched {
+		err := d.cli.ContainerStart(ctx, name, container.StartOptions{})
+		if err == nil {
+			return d.inspectAddr(ctx, in)
+		}
+		if !cerrdefs.IsNotFound(err) {
+			return "", "", err
+		}
+	}
+	if err := d.create(ctx, in); err != nil {
+		return "", "", err
+	}
+	if err := d.cli.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+		return "", "", err
+	}
+	return d.inspectAddr(ctx, in)
+}
+
+func (d *dockerDriver) inspectAddr(ctx context.Context, in *instance) (string, string, error) {
+	info, err := d.cli.ContainerInspect(ctx, d.name(in))
+	if err != nil {
+		return "", "", err
+	}
+	addr := hostAddr(info, in.w.Port)
+	if addr == "" {
+		return shortID(info.ID), "", fmt.Errorf("port %d/tcp is not published", in.w.Port)
+	}
+	return shortID(info.ID), addr, nil
+}
+
+func (d *dockerDriver) create(ctx context.Context, in *instance) error {
+	w := in.w
+	if w.Image == "" {
+		return errors.New("workload has no image")
+	}
+	img, err := d.cli.ImageInspect(ctx, w.Image)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", w.Image, err)
+	}
+	var cmd []string
+	if img.Config == nil || len(img.Config.Cmd) == 0 {
+		if w.Run == "" {
+			return fmt.Errorf("image %s has no CMD and the workload no run command", w.Image)
+		}
+		cmd = []string{"/bin/sh", "-c", w.Run}
+	}
+	spec, err := json.Marshal(w)
+	if err != nil {
+		return err
+	}
+	port := nat.Port(fmt.Sprintf("%d/tcp", w.Port))
+	env := make([]string, 0, len(w.Env)+1)
+	for k, v := range w.Env {
+		if k != "PORT_HTTP" {
+			env = append(env, k+"="+v)
+		}
+	}
+	sort.Strings(env)
+	env = append(env, "PORT_HTTP="+strconv.Itoa(w.Port))
+	stopTimeout := int(math.Ceil(w.KillTimeout.Seconds()))
+	cfg := &container.Config{
+		Image:        w.Image,
+		Cmd:          cmd,
+		Env:          env,
+		ExposedPorts: nat.PortSet{port: struct{}{}},
+		StopSignal:   "SIGTERM",
+		StopTimeout:  &stopTimeout,
+		Labels: map[string]string{
+			LabelUFOP:     w.Name,
+			LabelVersion:  strconv.Itoa(w.Version),
+			LabelIndex:    strconv.Itoa(in.index),
+			LabelOwner:    w.Owner,
+			LabelWorkload: string(spec),
+		},
+	}
+	pids := d.pidsLimit
+	mem := int64(w.MemoryMB) << 20
+	host := &container.HostConfig{
+		NetworkMode:    container.NetworkMode(d.network),
+		PortBindings:   nat.PortMap{port: {{HostIP: "127.0.0.1", HostPort: ""}}},
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges"},
+		ReadonlyRootfs: false,
+		Resources: container.Resources{
+			NanoCPUs:   int64(w.CPUs) * 1e9,
+			Memory:     mem,
+			MemorySwap: mem,
+			PidsLimit:  &pids,
+		},
+		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "2"}},
+	}
+	if mem == 0 {
+		host.MemorySwap = 0
+	}
+	_, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, d.name(in))
+	if cerrdefs.IsConflict(err) { // a leftover of the same name: replace it
+		_ = d.cli.ContainerRemove(ctx, d.name(in), container.RemoveOptions{Force: true})
+		_, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, d.name(in))
+	}
+	return err
+}
+
+func (d *dockerDriver) status(ctx context.Context, in *instance) (bool, string, error) {
+	info, err := d.cli.ContainerInspect(ctx, d.name(in))
+	if cerrdefs.IsNotFound(err) {
+		return true, "container disappeared", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	st := info.State
+	if st == nil || st.Running || st.Restarting {
+		return false, "", nil
+	}
+	var why []string
+	if st.OOMKilled {
+		why = append(why, "OOM killed")
+	}
+	why = append(why, fmt.Sprintf("exited with code %d", st.ExitCode))
+	if st.Error != "" {
+		why = append(why, st.Error)
+	}
+	return true, strings.Join(why, ", "), nil
+}
+
+func (d *dockerDriver) halt(ctx context.Context, in *instance, timeout time.Duration) error {
+	secs := int(math.Ceil(timeout.Seconds()))
+	err := d.cli.ContainerStop(ctx, d.name(in), container.StopOptions{Signal: "SIGTERM", Timeout: &secs})
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (d *dockerDriver) remove(ctx context.Context, in *instance) error {
+	err := d.cli.ContainerRemove(ctx, d.name(in), container.RemoveOptions{Force: true})
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (d *dockerDriver) logs(ctx context.Context, in *instance, follow bool, w io.Writer) error {
+	rc, err := d.cli.ContainerLogs(ctx, d.name(in), container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("container %s: %w", d.name(in), cluster.ErrNotFound)
+		}
+		return err
+	}
+	defer rc.Close()
+	_, err = stdcopy.StdCopy(w, w, rc)
+	if follow && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

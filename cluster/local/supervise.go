@@ -1,0 +1,190 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// supervise runs the life of one instance until ctx ends: start it, notice
+// when it exits (restart with back-off), probe its health (restart it when
+// it stays unhealthy past the grace period).
+func (m *manager) supervise(ctx context.Context, in *instance) {
+	m.tick(ctx, in)
+	t := time.NewTicker(m.opts.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.tick(ctx, in)
+	}
+}
+
+func (m *manager) tick(ctx context.Context, in *instance) {
+	if ctx.Err() != nil {
+		return
+	}
+	m.mu.Lock()
+	needStart, due := in.needStart, !time.Now().Before(in.nextStart)
+	m.mu.Unlock()
+	if needStart {
+		if due {
+			m.startInstance(ctx, in)
+		}
+		return
+	}
+
+	exited, why, err := m.drv.status(ctx, in)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		m.mu.Lock()
+		in.message = "status: " + err.Error()
+		m.mu.Unlock()
+		return
+	}
+	if exited {
+		m.mu.Lock()
+		in.crashes++
+		d := m.opts.backoff(in.crashes)
+		in.state = StateExited
+		in.healthy = false
+		in.needStart = true
+		in.nextStart = time.Now().Add(d)
+		in.why = why
+		in.message = fmt.Sprintf("%s; restarting in %s", why, d)
+		m.mu.Unlock()
+		m.opts.Logger.Warn("instance exited", "ufop", in.w.Name, "version", in.w.Version, "index", in.index, "why", why, "restart_in", d)
+		m.publish(in.w.Name)
+		return
+	}
+
+	m.mu.Lock()
+	addr := in.addr
+	m.mu.Unlock()
+	perr := m.probe(ctx, addr, in.w.HealthPath)
+	if ctx.Err() != nil {
+		return
+	}
+	changed, restart := false, false
+	now := time.Now()
+	m.mu.Lock()
+	if perr == nil {
+		in.fails = 0
+		in.crashes = 0
+		if !in.healthy {
+			in.healthy, in.everHealthy, changed = true, true, true
+			in.state = StateRunning
+			in.message = "healthy"
+			if in.restarts > 0 && in.why != "" {
+				in.message = "healthy; last restart: " + in.why
+			}
+		}
+	} else {
+		in.fails++
+		if in.healthy && in.fails >= m.opts.UnhealthyAfter {
+			in.healthy, changed = false, true
+			in.unhealthySince = now
+			in.message = "unhealthy: " + perr.Error()
+		} else if !in.healthy && in.everHealthy && in.fails >= m.opts.UnhealthyAfter && now.Sub(in.unhealthySince) > m.opts.UnhealthyGrace {
+			restart = true
+			in.state = StateStarting
+			in.message = fmt.Sprintf("unhealthy for more than %s (%v); restarting", m.opts.UnhealthyGrace, perr)
+			in.why = in.message
+		} else if !in.healthy && in.fails >= m.opts.UnhealthyAfter && !in.everHealthy {
+			in.message = "not healthy yet: " + perr.Error()
+		}
+	}
+	m.mu.Unlock()
+	if changed {
+		m.opts.Logger.Info("health", "ufop", in.w.Name, "version", in.w.Version, "index", in.index, "healthy", perr == nil, "err", perr)
+		m.publish(in.w.Name)
+	}
+	if restart {
+		m.opts.Logger.Warn("restarting unhealthy instance", "ufop", in.w.Name, "version", in.w.Version, "index", in.index)
+		if err := m.drv.halt(ctx, in, in.w.KillTimeout); err != nil && ctx.Err() == nil {
+			m.opts.Logger.Warn("halt", "ufop", in.w.Name, "index", in.index, "err", err)
+		}
+		m.mu.Lock()
+		in.needStart = true
+		in.nextStart = time.Now()
+		m.mu.Unlock()
+		m.startInstance(ctx, in)
+	}
+}
+
+// startInstance starts (or restarts) in through the driver.
+func (m *manager) startInstance(ctx context.Context, in *instance) {
+	m.mu.Lock()
+	restart := in.launched
+	if restart {
+		in.restarts++
+	}
+	why := in.why
+	m.mu.Unlock()
+	id, addr, err := m.drv.start(ctx, in)
+	m.mu.Lock()
+	if id != "" {
+		in.id = id
+	}
+	if ctx.Err() != nil {
+		m.mu.Unlock()
+		return
+	}
+	if err != nil {
+		in.crashes++
+		d := m.opts.backoff(in.crashes)
+		in.state = StateFailed
+		in.healthy = false
+		in.nextStart = time.Now().Add(d)
+		in.message = fmt.Sprintf("start: %v; retrying in %s", err, d)
+		in.why = "start failed: " + err.Error()
+		m.mu.Unlock()
+		m.opts.Logger.Warn("instance start failed", "ufop", in.w.Name, "version", in.w.Version, "index", in.index, "err", err)
+		m.publish(in.w.Name)
+		return
+	}
+	in.addr = addr
+	in.state = StateStarting
+	in.healthy = false
+	in.fails = 0
+	in.everHealthy = false
+	in.started = time.Now()
+	in.launched = true
+	in.needStart = false
+	if restart {
+		in.message = "restarted: " + why
+	} else {
+		in.message = "started"
+	}
+	m.mu.Unlock()
+	m.opts.Logger.Info("instance started", "ufop", in.w.Name, "version", in.w.Version, "index", in.index, "addr", addr, "restart", restart)
+	m.publish(in.w.Name)
+}
+
+// probe sends GET http://addr+path; nil means a 2xx answer.
+func (m *manager) probe(ctx context.Context, addr, path string) error {
+	if addr == "" {
+		return fmt.Errorf("no address")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := m.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return nil
+}
