@@ -88,7 +88,7 @@ func printPlatform(w io.Writer, addr string, p *platform) {
 	} else if p.mode == "docker" {
 		fmt.Fprint(w, ", images kept in the local Docker daemon (no registry answers)")
 	}
-	fmt.Fprintf(w, "\nManage them with the CLI (admin keys in the data folder's admin.json):\n")
+	fmt.Fprintf(w, "\nManage them with the CLI (admin keys %s):\n", p.keysFrom)
 	fmt.Fprintf(w, "  export QUFOP_ADDR=http://%s QUFOP_ACCESS_KEY=%s QUFOP_SECRET_KEY=<secret key>\n", addr, p.creds.AccessKey)
 	fmt.Fprintf(w, "  qufop reg my-demo -m 2 -d demo && qufop build my-demo -f examples/ufop-demo/build/ufop-demo.tar\n")
 }

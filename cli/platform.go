@@ -59,6 +59,7 @@ type platform struct {
 	control  *control.Server
 	dispatch *dispatch.Dispatcher
 	creds    auth.Credentials
+	keysFrom string // where the admin keys are, for the welcome text
 	mode     string
 	registry string
 	blobLn   net.Listener
@@ -118,6 +119,10 @@ func newPlatform(ctx context.Context, f *platformFlags, data string, out io.Writ
 		return nil, err
 	}
 	p.creds = creds
+	p.keysFrom = "given with --access-key and --secret-key"
+	if f.creds.AccessKey == "" {
+		p.keysFrom = "in " + filepath.Join(data, "admin.json")
+	}
 	if generated {
 		fmt.Fprintf(out, "qufop dev: admin keys generated (kept in %s):\n  access key %s\n  secret key %s\n",
 			filepath.Join(data, "admin.json"), creds.AccessKey, creds.SecretKey)

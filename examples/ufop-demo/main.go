@@ -360,6 +360,12 @@ func parseCmd(cmd string) (command, error) {
 		default:
 			return command{}, errorf(http.StatusBadRequest, "bad command %q: %s takes only /encoding/hex or /encoding/base64", cmd, c.sub)
 		}
+	case "crash":
+		// For the platform's own tests of a UFOP that dies mid-request:
+		// refused unless the deployment opted in.
+		if os.Getenv("UFOP_DEMO_CRASH") != "1" {
+			return command{}, errorf(http.StatusBadRequest, "bad command %q: crash is disabled (set UFOP_DEMO_CRASH=1 in ufop.yaml env)", cmd)
+		}
 	case "upper", "lower", "wc", "echo":
 		if len(c.args) > 0 {
 			return command{}, errorf(http.StatusBadRequest, "bad command %q: %s takes no arguments", cmd, c.sub)
@@ -403,6 +409,9 @@ func (c command) run(in input) ([]byte, string, error) {
 			"words": len(bytes.Fields(in.data)),
 			"bytes": len(in.data),
 		}), "application/json", nil
+	case "crash":
+		log.Printf("crash: exiting mid-request as asked")
+		os.Exit(3)
 	case "echo":
 		ctype := in.mime
 		if _, _, err := mime.ParseMediaType(ctype); err != nil {
