@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/qufop/qufop/cli.Version=$(VERSION)
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build run test vet fmt-check fuzz bench bench-raw clean
+.PHONY: all build run test vet fmt-check fuzz bench bench-ufop services clean
 
 all: build
 
@@ -40,6 +40,13 @@ fuzz:
 # loopback against raw libvips in the same run (see bench/README.md).
 bench: build
 	bash bench/run.sh
+
+bench-ufop: build
+	bash bench/ufop.sh
+
+# dockerd and Debian's docker-registry on 127.0.0.1:5000, as CI starts them.
+services:
+	bash .ci/services.sh
 
 clean:
 	rm -rf bin

@@ -26,6 +26,7 @@ type gatewayFlags struct {
 	img     image.Config
 	buckets []string // NAME=DIR
 	quiet   bool
+	pprof   bool
 }
 
 func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
@@ -42,6 +43,7 @@ func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
 	fs.IntVar(&f.img.MaxOutPixels, "max-output-pixels", f.img.MaxOutPixels, "largest output image area, pixels")
 	fs.IntVar(&f.img.MaxGIFFrames, "max-gif-frames", f.img.MaxGIFFrames, "most frames of an animated input")
 	fs.BoolVar(&f.quiet, "quiet", false, "no access log")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (for operators; keep it off on public listeners)")
 	return f
 }
 
@@ -76,15 +78,20 @@ func (f *gatewayFlags) newServer(set *storage.Set, logw io.Writer, opts ...gatew
 	}
 	reg := fop.Registry{}
 	img.Register(reg)
+	if f.pprof {
+		opts = append(opts, gateway.WithPprof())
+	}
 	return gateway.New(f.gw, set, reg, f.logger(logw), opts...)
 }
 
-// logger writes one line per event to w (nothing with --quiet).
+// logger writes one line per event to w; with --quiet only warnings and
+// errors (so the access log costs nothing).
 func (f *gatewayFlags) logger(w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
 	if f.quiet {
-		w = io.Discard
+		level = slog.LevelWarn
 	}
-	return slog.New(slog.NewTextHandler(w, nil))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 // listen binds the gateway's address; a failure names it.

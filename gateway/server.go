@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -44,6 +46,26 @@ func WithUFOPs(u UFOPs, owner func(bucket string) string) Option {
 // WithBlobs serves h at path (the UFOPs' input blobs).
 func WithBlobs(path string, h gin.HandlerFunc) Option {
 	return func(s *Server) { s.engine.GET(path, h) }
+}
+
+// WithPprof serves the Go profiles at /debug/pprof/.
+func WithPprof() Option {
+	return func(s *Server) {
+		s.engine.Any("/debug/pprof/*profile", gin.WrapF(func(w http.ResponseWriter, r *http.Request) {
+			switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+			case "cmdline":
+				pprof.Cmdline(w, r)
+			case "profile":
+				pprof.Profile(w, r)
+			case "symbol":
+				pprof.Symbol(w, r)
+			case "trace":
+				pprof.Trace(w, r)
+			default:
+				pprof.Index(w, r)
+			}
+		}))
+	}
 }
 
 // Server is one gateway.
@@ -173,6 +195,9 @@ func (s *Server) accessLog(c *gin.Context) {
 	if cmd != "" {
 		s.m.requests.WithLabelValues(cmd, itoa(status)).Inc()
 		s.m.duration.WithLabelValues(cmd).Observe(d.Seconds())
+	}
+	if !s.log.Enabled(c.Request.Context(), slog.LevelInfo) {
+		return
 	}
 	attrs := []any{
 		"reqid", c.GetString(ctxReqID),

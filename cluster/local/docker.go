@@ -9,9 +9,12 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -112,6 +115,15 @@ func (d *Docker) Close() error {
 
 // ensureNetwork creates the bridge if missing and returns its gateway.
 func ensureNetwork(ctx context.Context, cli *client.Client, name string) (string, error) {
+	// Docker before API 1.44 happily creates two networks of one name when
+	// two processes ask at once (two platforms, or parallel test packages),
+	// and then refuses to inspect either by name: serialise on this machine.
+	if f, err := os.OpenFile(filepath.Join(os.TempDir(), "qufop-network-"+name+".lock"), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		defer f.Close()
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX) == nil {
+			defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		}
+	}
 	nw, err := cli.NetworkInspect(ctx, name, network.InspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		_, cerr := cli.NetworkCreate(ctx, name, network.CreateOptions{
@@ -221,6 +233,17 @@ func hostAddr(info container.InspectResponse, port int) string {
 	return ""
 }
 
+// bridgeAddr is the container's address on network, with port.
+func bridgeAddr(info container.InspectResponse, network string, port int) string {
+	if info.NetworkSettings == nil {
+		return ""
+	}
+	if ep := info.NetworkSettings.Networks[network]; ep != nil && ep.IPAddress != "" {
+		return net.JoinHostPort(ep.IPAddress, fmt.Sprint(port))
+	}
+	return ""
+}
+
 // dockerDriver runs instances as containers. It names containers by
 // ContainerName, so a container is found even when its id is not known yet.
 type dockerDriver struct {
@@ -258,11 +281,17 @@ func (d *dockerDriver) inspectAddr(ctx context.Context, in *instance) (string, s
 	if err != nil {
 		return "", "", err
 	}
-	addr := hostAddr(info, in.w.Port)
-	if addr == "" {
+	if hostAddr(info, in.w.Port) == "" {
 		return shortID(info.ID), "", fmt.Errorf("port %d/tcp is not published", in.w.Port)
 	}
-	return shortID(info.ID), addr, nil
+	// The platform reaches the instance on the project's bridge, not
+	// through the published 127.0.0.1 port: loopback traffic to a published
+	// port goes through docker-proxy, a userland copy that costs as much
+	// CPU as the gateway itself. The published port stays for people.
+	if addr := bridgeAddr(info, d.network, in.w.Port); addr != "" {
+		return shortID(info.ID), addr, nil
+	}
+	return shortID(info.ID), hostAddr(info, in.w.Port), nil
 }
 
 func (d *dockerDriver) create(ctx context.Context, in *instance) error {

@@ -82,8 +82,9 @@ func TestDockerLifecycle(t *testing.T) {
 		t.Fatalf("healthy: %+v", eps)
 	}
 	for _, e := range eps {
-		if !strings.HasPrefix(e.Addr, "127.0.0.1:") {
-			t.Fatalf("addr %s", e.Addr)
+		// Reached on the project's bridge, not through docker-proxy.
+		if !strings.HasPrefix(e.Addr, d.HostIP()[:strings.LastIndex(d.HostIP(), ".")]) || !strings.HasSuffix(e.Addr, ":9100") {
+			t.Fatalf("addr %s, want an address on the bridge of %s", e.Addr, d.HostIP())
 		}
 		if v, err := httpGet(e.Addr, "/version"); err != nil || strings.TrimSpace(v) != "1" {
 			t.Fatalf("GET /version: %q %v", v, err)
