@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/qufop/qufop/internal/testutil"
 	"net/http"
 	"regexp"
 	"slices"
@@ -20,24 +21,6 @@ import (
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/internal/dockertest"
 )
-
-// syncBuffer is a log safe to read while a build writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var nonName = regexp.MustCompile(`[^a-z0-9]+`)
 
@@ -166,7 +149,7 @@ env:
 `),
 		file("index.html", "<h1>hi</h1>\n"),
 	)
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	res, err := e.b.Build(context.Background(), Job{Owner: owner, Name: name, Version: 1, Tarball: bytes.NewReader(tb)}, &log)
 	if err != nil {
 		t.Fatalf("%v\nlog:\n%s", err, log.String())
@@ -215,7 +198,7 @@ touch writable`
 		t.Fatal(err)
 	}
 	tb2 := makeTar(t, false, file("ufop.yaml", fmt.Sprintf("image: %s.v1\nbuild_script:\n  - echo two > two.txt\nrun: httpd -f -p 9100\n", name)))
-	log = syncBuffer{}
+	log = testutil.SyncBuffer{}
 	if _, err := e.b.Build(context.Background(), Job{Owner: owner, Name: name, Version: 2, Tarball: bytes.NewReader(tb2)}, &log); err != nil {
 		t.Fatalf("%v\nlog:\n%s", err, log.String())
 	}
@@ -232,7 +215,7 @@ func TestDockerBuildFailingLine(t *testing.T) {
 	name := uniqueName(t)
 	e.removeImage(t, e.cfg.Tag(owner, name, 1))
 	tb := makeTar(t, false, file("ufop.yaml", "image: local/busybox:1\nbuild_script:\n  - echo one\n  - make all\n  - echo three\nrun: ./app\n"))
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	_, err := e.b.Build(context.Background(), Job{Owner: owner, Name: name, Version: 1, Tarball: bytes.NewReader(tb)}, &log)
 	if err == nil {
 		t.Fatal("build succeeded")
@@ -273,7 +256,7 @@ func TestDockerBuildTimeout(t *testing.T) {
 	e.removeImage(t, e.cfg.Tag(owner, name, 1))
 	tb := makeTar(t, false, file("ufop.yaml", "image: busybox\nbuild_script:\n  - sleep 120\nrun: ./app\n"))
 	start := time.Now()
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	_, err := e.b.Build(context.Background(), Job{Owner: owner, Name: name, Version: 1, Tarball: bytes.NewReader(tb)}, &log)
 	if err == nil || !strings.Contains(err.Error(), "build timed out after 4s") || errs.Status(err) != http.StatusGatewayTimeout {
 		t.Fatalf("error %v\nlog:\n%s", err, log.String())

@@ -83,7 +83,7 @@ func printPlatform(w io.Writer, addr string, p *platform) {
 	if warn := p.runtime.Warning(); warn != "" {
 		fmt.Fprintf(w, " (%s)", warn)
 	}
-	if p.registry != "" {
+	if p.mode == "docker" && p.registry != "" {
 		fmt.Fprintf(w, ", images pushed to %s", p.registry)
 	} else if p.mode == "docker" {
 		fmt.Fprint(w, ", images kept in the local Docker daemon (no registry answers)")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/qufop/qufop/internal/testutil"
 	"image"
 	_ "image/jpeg"
 	"io"
@@ -12,30 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -52,7 +35,7 @@ func startDev(t *testing.T, args ...string) (base string, stop func() (error, st
 	t.Helper()
 	addr := freeAddr(t)
 	root := NewRoot()
-	out := &lockedBuffer{}
+	out := &testutil.SyncBuffer{}
 	root.SetOut(out)
 	root.SetErr(out)
 	root.SetArgs(append([]string{"dev", "--listen", addr}, args...))

@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/qufop/qufop/internal/testutil"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,24 +65,7 @@ type fixture struct {
 	srv  *Server
 	dir  string
 	gate *gate
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testutil.SyncBuffer
 }
 
 func newFixture(t *testing.T, mod func(*Config)) *fixture {
@@ -102,7 +85,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	}
 	g := newGate()
 	reg := fop.Registry{"upper": upper(), "checked": validated{upper()}, "block": g}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	srv, err := New(cfg, set, reg, slog.New(slog.NewTextHandler(logs, nil)))
 	require.NoError(t, err)
 	return &fixture{srv: srv, dir: dir, gate: g, logs: logs}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/qufop/qufop/internal/testutil"
 	"net"
 	"strings"
 	"testing"
@@ -159,7 +160,7 @@ func TestDockerLifecycle(t *testing.T) {
 	// Deploy v2 while v1 serves; v1 is stopped gracefully (follow its logs).
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var follow syncBuffer
+	var follow testutil.SyncBuffer
 	fdone := make(chan error, 1)
 	go func() { fdone <- d2.Logs(fctx, name, 0, true, &follow) }()
 	waitFor(t, 5*time.Second, "v1 logs", func() bool { return strings.Contains(follow.String(), "listening") })

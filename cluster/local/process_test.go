@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/qufop/qufop/internal/testutil"
 	"io"
 	"net/http"
 	"os"
@@ -94,24 +95,6 @@ func versions(eps []cluster.Endpoint) map[int]int {
 		out[e.Version]++
 	}
 	return out
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func processWorkload(t *testing.T, bin string, version, count int, env map[string]string) cluster.Workload {
@@ -238,7 +221,7 @@ func TestProcessLifecycle(t *testing.T) {
 		t.Fatalf("logs of a missing instance: %v", err)
 	}
 	fctx, cancel := context.WithCancel(ctx)
-	var follow syncBuffer
+	var follow testutil.SyncBuffer
 	fdone := make(chan error, 1)
 	go func() { fdone <- p.Logs(fctx, "demo", 0, true, &follow) }()
 	start = time.Now()

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/qufop/qufop/internal/testutil"
 	"io"
 	"log"
 	"net"
@@ -17,7 +18,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,30 +28,12 @@ import (
 	"github.com/qufop/qufop/ufop"
 )
 
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // demo starts the UFOP on 127.0.0.1 and an origin serving files for url
 // mode. Origin paths: /text (text/plain), /big (over the cap), /missing
 // (404), /slow (waits for release).
-func demo(t *testing.T) (base string, origin string, logs *syncBuffer) {
+func demo(t *testing.T) (base string, origin string, logs *testutil.SyncBuffer) {
 	t.Helper()
-	logs = &syncBuffer{}
+	logs = &testutil.SyncBuffer{}
 	srv := httptest.NewServer(NewHandler(Config{MaxInput: 1 << 10, FetchTimeout: 2 * time.Second, Log: log.New(logs, "", 0)}))
 	t.Cleanup(srv.Close)
 	org := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -276,7 +258,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}))
 	defer origin.Close()
 
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan net.Addr, 1)

@@ -3,11 +3,11 @@
 package ufopsh
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
+	"github.com/qufop/qufop/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -29,24 +29,6 @@ import (
 )
 
 const busybox = "/bin/busybox"
-
-// syncBuffer collects the server's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // applets returns a directory of busybox applet links, to be the whole
 // PATH: the scripts get busybox tools and nothing else.
@@ -75,7 +57,7 @@ func freePort(t *testing.T) int {
 type instance struct {
 	addr string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testutil.SyncBuffer
 	done chan struct{} // closed when serve.sh has exited
 	err  error         // its exit, once done is closed
 }
@@ -88,7 +70,7 @@ func start(t *testing.T) *instance {
 	dir, err := os.Getwd()
 	require.NoError(t, err)
 	port := freePort(t)
-	in := &instance{addr: fmt.Sprintf("127.0.0.1:%d", port), out: &syncBuffer{}, done: make(chan struct{})}
+	in := &instance{addr: fmt.Sprintf("127.0.0.1:%d", port), out: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	in.cmd = exec.Command(filepath.Join(bin, "sh"), filepath.Join(dir, "serve.sh"))
 	in.cmd.Env = []string{
 		"PATH=" + bin,
