@@ -37,10 +37,10 @@ On first start it creates the bucket "demo" holding sample.jpg.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			set := &storage.Set{}
-			if err := openDataBuckets(set, data, cmd.ErrOrStderr()); err != nil {
+			if err := openDataBuckets(set, data, cmd.ErrOrStderr(), f.bucketOptions()...); err != nil {
 				return err
 			}
-			if err := parseBucketFlags(set, f.buckets); err != nil {
+			if err := f.parseBucketFlags(set); err != nil {
 				return err
 			}
 			ctx, stop := signalContext(cmd.Context())
@@ -93,7 +93,7 @@ func printPlatform(w io.Writer, addr string, p *platform) {
 	fmt.Fprintf(w, "  qufop reg my-demo -m 2 -d demo && qufop build my-demo -f examples/ufop-demo/build/ufop-demo.tar\n")
 }
 
-func openDataBuckets(set *storage.Set, data string, warn io.Writer) error {
+func openDataBuckets(set *storage.Set, data string, warn io.Writer, opts ...local.Option) error {
 	root := filepath.Join(data, "buckets")
 	_, err := os.Stat(root)
 	first := errors.Is(err, fs.ErrNotExist)
@@ -121,7 +121,7 @@ func openDataBuckets(set *storage.Set, data string, warn io.Writer) error {
 			fmt.Fprintf(warn, "qufop: skipping %s: not a valid bucket name\n", filepath.Join(root, e.Name()))
 			continue
 		}
-		b, err := local.New(e.Name(), filepath.Join(root, e.Name()))
+		b, err := local.New(e.Name(), filepath.Join(root, e.Name()), opts...)
 		if err != nil {
 			return err
 		}

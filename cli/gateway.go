@@ -18,7 +18,7 @@ func newGatewayCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			set := &storage.Set{}
-			if err := parseBucketFlags(set, f.buckets); err != nil {
+			if err := f.parseBucketFlags(set); err != nil {
 				return err
 			}
 			if len(set.Names()) == 0 {

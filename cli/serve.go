@@ -27,6 +27,9 @@ type gatewayFlags struct {
 	buckets []string // NAME=DIR
 	quiet   bool
 	pprof   bool
+
+	cacheTotal, cacheObject int64
+	cache                   *local.Cache
 }
 
 func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
@@ -42,24 +45,38 @@ func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
 	fs.IntVar(&f.img.MaxOutSide, "max-output-side", f.img.MaxOutSide, "largest output image side, pixels")
 	fs.IntVar(&f.img.MaxOutPixels, "max-output-pixels", f.img.MaxOutPixels, "largest output image area, pixels")
 	fs.IntVar(&f.img.MaxGIFFrames, "max-gif-frames", f.img.MaxGIFFrames, "most frames of an animated input")
+	fs.Int64Var(&f.cacheTotal, "source-cache", 64<<20, "bytes of small stored objects kept in memory (validated by a stat on every read; 0: none)")
+	fs.Int64Var(&f.cacheObject, "source-cache-object", 1<<20, "largest object the source cache keeps")
 	fs.BoolVar(&f.quiet, "quiet", false, "no access log")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (for operators; keep it off on public listeners)")
 	return f
 }
 
+// bucketOptions are the options of every local bucket: one source cache
+// shared by all.
+func (f *gatewayFlags) bucketOptions() []local.Option {
+	if f.cacheTotal <= 0 {
+		return nil
+	}
+	if f.cache == nil {
+		f.cache = local.NewCache(f.cacheObject, f.cacheTotal)
+	}
+	return []local.Option{local.WithCache(f.cache)}
+}
+
 // parseBucketFlags turns NAME=DIR flags into local buckets.
-func parseBucketFlags(set *storage.Set, flags []string) error {
-	for _, f := range flags {
-		name, dir, ok := strings.Cut(f, "=")
+func (f *gatewayFlags) parseBucketFlags(set *storage.Set) error {
+	for _, f1 := range f.buckets {
+		name, dir, ok := strings.Cut(f1, "=")
 		if !ok || name == "" || dir == "" {
-			return fmt.Errorf("--bucket %q: want NAME=DIR", f)
+			return fmt.Errorf("--bucket %q: want NAME=DIR", f1)
 		}
-		b, err := local.New(name, dir)
+		b, err := local.New(name, dir, f.bucketOptions()...)
 		if err != nil {
-			return fmt.Errorf("--bucket %q: %w", f, err)
+			return fmt.Errorf("--bucket %q: %w", f1, err)
 		}
 		if err := set.Add(b); err != nil {
-			return fmt.Errorf("--bucket %q: %w", f, err)
+			return fmt.Errorf("--bucket %q: %w", f1, err)
 		}
 	}
 	return nil

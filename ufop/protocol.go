@@ -115,15 +115,12 @@ type UOPSource struct {
 	Key      string `json:"key"`
 }
 
-var defaultUOPClient = &http.Client{
-	Transport: func() http.RoundTripper {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.Proxy = nil // instances are on the cluster network
-		t.MaxIdleConnsPerHost = 16
-		return t
-	}(),
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
+// defaultTransport serves every Caller without its own client. Instances
+// are plain-HTTP peers on the cluster network: no proxy, no redirects
+// (RoundTrip never follows them), and a transport lighter than net/http's
+// (see transport.go), called directly to skip http.Client's per-request
+// work on this hot path.
+var defaultTransport = &Transport{MaxIdlePerHost: DefaultMaxIdlePerHost}
 
 // Call runs cmd (the fop segment, UFOP name first) on the instance at addr
 // ("host:port", or a base URL "http://host:port") over proto ("" means
@@ -138,11 +135,12 @@ func (c *Caller) Call(ctx context.Context, addr string, proto Protocol, cmd stri
 	if err != nil {
 		return Output{}, err
 	}
-	client := c.HTTP
-	if client == nil {
-		client = defaultUOPClient
+	var resp *http.Response
+	if c.HTTP != nil {
+		resp, err = c.HTTP.Do(req)
+	} else {
+		resp, err = defaultTransport.RoundTrip(req)
 	}
-	resp, err := client.Do(req)
 	if err != nil {
 		return Output{}, callError(ctx, name, err)
 	}

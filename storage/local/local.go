@@ -53,16 +53,23 @@ var errEscape = errors.New("path escapes the bucket")
 
 // Bucket is a local-directory bucket. It is safe for concurrent use.
 type Bucket struct {
-	name string
-	dir  string // absolute, symlinks resolved
-	root *os.Root
+	name  string
+	dir   string // absolute, symlinks resolved
+	root  *os.Root
+	cache *Cache // nil: no cache
 }
+
+// Option configures a Bucket.
+type Option func(*Bucket)
+
+// WithCache serves small objects from c (see Cache).
+func WithCache(c *Cache) Option { return func(b *Bucket) { b.cache = c } }
 
 var _ storage.Bucket = (*Bucket)(nil)
 
 // New opens the existing directory dir as the bucket called name. The name
 // must match [a-z0-9][a-z0-9-]{0,62}. Close the bucket when done.
-func New(name, dir string) (*Bucket, error) {
+func New(name, dir string, opts ...Option) (*Bucket, error) {
 	if err := storage.CheckBucketName(name); err != nil {
 		return nil, err
 	}
@@ -85,7 +92,11 @@ func New(name, dir string) (*Bucket, error) {
 	if err != nil {
 		return nil, errs.Failed(err, "bucket %q: bad directory", name)
 	}
-	return &Bucket{name: name, dir: real, root: root}, nil
+	b := &Bucket{name: name, dir: real, root: root}
+	for _, o := range opts {
+		o(b)
+	}
+	return b, nil
 }
 
 // Name returns the bucket's name.
@@ -135,6 +146,11 @@ func (b *Bucket) Open(ctx context.Context, key string) (io.ReadCloser, storage.O
 	rel, err := b.resolve(key)
 	if err != nil {
 		return nil, storage.Object{}, err
+	}
+	if b.cache != nil {
+		if rc, obj, ok, err := b.openCached(key, rel); ok || err != nil {
+			return rc, obj, err
+		}
 	}
 	f, err := b.root.Open(rel)
 	if err != nil {
@@ -357,6 +373,11 @@ func notFound(key string, cause error) error {
 func byExt(key string) string { return mime.TypeByExtension(path.Ext(key)) }
 
 // sniff detects the content type of f's first bytes without moving its offset.
+// sniffBytes detects the content type of data.
+func sniffBytes(data []byte) string {
+	return http.DetectContentType(data[:min(len(data), sniffLen)])
+}
+
 func sniff(f *os.File) (string, error) {
 	buf := make([]byte, sniffLen)
 	n, err := f.ReadAt(buf, 0)

@@ -1,0 +1,155 @@
+package local
+
+import (
+	"bytes"
+	"container/list"
+	"io"
+	"io/fs"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/qufop/qufop/storage"
+)
+
+// Cache keeps small objects in memory for the gateway's hot path, where one
+// object is read again and again: a hit costs one stat instead of open,
+// fstat, read and close. Every read is validated against the file as it is
+// now (size, modification time, inode), so a changed file is never served
+// stale; this is open_file_cache in nginx, with the content kept too.
+// One Cache may serve several buckets; it is safe for concurrent use.
+type Cache struct {
+	maxObject int64
+	maxTotal  int64
+
+	mu    sync.Mutex
+	total int64
+	lru   *list.List // of *cacheEntry, most recent first
+	m     map[cacheKey]*list.Element
+}
+
+type cacheKey struct{ root, rel string }
+
+type cacheEntry struct {
+	key  cacheKey
+	id   fileID
+	data []byte
+	obj  storage.Object
+}
+
+// fileID identifies a version of a file.
+type fileID struct {
+	size int64
+	mod  time.Time
+	ino  uint64
+	dev  uint64
+}
+
+func idOf(fi fs.FileInfo) fileID {
+	id := fileID{size: fi.Size(), mod: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.ino, id.dev = st.Ino, uint64(st.Dev)
+	}
+	return id
+}
+
+// NewCache returns a cache of objects up to maxObject bytes each and
+// maxTotal bytes in all.
+func NewCache(maxObject, maxTotal int64) *Cache {
+	return &Cache{maxObject: maxObject, maxTotal: maxTotal, lru: list.New(), m: map[cacheKey]*list.Element{}}
+}
+
+// Len is the number of objects held.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}
+
+func (c *Cache) get(k cacheKey, id fileID) (*cacheEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.m[k]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*cacheEntry)
+	if e.id != id {
+		c.removeLocked(el)
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	return e, true
+}
+
+func (c *Cache) put(e *cacheEntry) {
+	size := int64(len(e.data))
+	if size > c.maxObject || size > c.maxTotal {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.m[e.key]; ok {
+		c.removeLocked(el)
+	}
+	for c.total+size > c.maxTotal && c.lru.Len() > 0 {
+		c.removeLocked(c.lru.Back())
+	}
+	c.m[e.key] = c.lru.PushFront(e)
+	c.total += size
+}
+
+func (c *Cache) removeLocked(el *list.Element) {
+	e := el.Value.(*cacheEntry)
+	c.lru.Remove(el)
+	delete(c.m, e.key)
+	c.total -= int64(len(e.data))
+}
+
+// cachedReader serves an object from memory; it can seek (ranges and
+// conditional requests work as with a file).
+type cachedReader struct{ *bytes.Reader }
+
+func (cachedReader) Close() error { return nil }
+
+// openCached is Open through the cache: a hit is one stat; a miss reads
+// the small file whole and keeps it if the file did not change meanwhile.
+func (b *Bucket) openCached(key, rel string) (io.ReadCloser, storage.Object, bool, error) {
+	fi, err := b.root.Stat(rel)
+	if err != nil {
+		return nil, storage.Object{}, false, fsErr(key, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, storage.Object{}, false, notFound(key, nil)
+	}
+	if fi.Size() > b.cache.maxObject {
+		return nil, storage.Object{}, false, nil // not for the cache
+	}
+	k := cacheKey{root: b.dir, rel: rel}
+	id := idOf(fi)
+	if e, ok := b.cache.get(k, id); ok {
+		return cachedReader{bytes.NewReader(e.data)}, e.obj, true, nil
+	}
+	f, err := b.root.Open(rel)
+	if err != nil {
+		return nil, storage.Object{}, false, fsErr(key, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, b.cache.maxObject+1))
+	if err != nil {
+		return nil, storage.Object{}, false, fsErr(key, err)
+	}
+	after, err := f.Stat()
+	if err != nil {
+		return nil, storage.Object{}, false, fsErr(key, err)
+	}
+	typ := byExt(key)
+	if typ == "" {
+		typ = sniffBytes(data)
+	}
+	obj := object(key, after, typ)
+	if idOf(after) == id && int64(len(data)) == after.Size() && after.Mode().IsRegular() {
+		b.cache.put(&cacheEntry{key: k, id: id, data: data, obj: obj})
+	}
+	return cachedReader{bytes.NewReader(data)}, obj, true, nil
+}

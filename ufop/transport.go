@@ -1,0 +1,475 @@
+package ufop
+
+// Transport is a lean HTTP/1.1 client for calling instances. A CPU profile
+// of the gateway showed net/http.Transport's per-connection goroutines
+// (readLoop/writeLoop), their channel hand-offs and allocations costing a
+// large share of each call. Instances are plain-HTTP peers on the cluster
+// network answering small requests, so this transport does the whole round
+// trip on the caller's goroutine: no proxy, TLS, HTTP/2 or compression.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Defaults of Transport.
+const (
+	DefaultMaxIdlePerHost = 64
+	DefaultIdleTimeout    = 90 * time.Second
+	DefaultDialTimeout    = 5 * time.Second
+)
+
+// writeErrorGrace bounds the wait for an answer the instance may have sent
+// before it stopped reading the request (a 413, say): net/http's transport
+// reads while it writes and would return that answer, so this one looks for
+// it after a failed write.
+const writeErrorGrace = 100 * time.Millisecond
+
+// aLongTimeAgo is a deadline that makes blocked reads and writes return.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Transport is an http.RoundTripper for http:// URLs that keeps a per-host
+// pool of idle keep-alive connections. The zero value is usable; a
+// Transport must not be copied after first use.
+//
+// Response bodies must be read to EOF or closed for their connection to be
+// reused or released; Close must not be called concurrently with Read.
+type Transport struct {
+	// MaxIdlePerHost caps the idle connections kept per host:port; 0 means
+	// DefaultMaxIdlePerHost, a negative value keeps none.
+	MaxIdlePerHost int
+	// IdleTimeout is how long an idle connection may be reused; 0 means
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// DialTimeout bounds connecting; 0 means DefaultDialTimeout. The
+	// request's context also bounds it.
+	DialTimeout time.Duration
+
+	mu   sync.Mutex
+	idle map[string][]*persistConn // by host:port, most recently used last
+}
+
+// persistConn is one connection to an instance.
+type persistConn struct {
+	t      *Transport
+	key    string // host:port, the pool's key
+	conn   net.Conn
+	br     *bufio.Reader // reads through the persistConn to count bytes
+	nread  int64         // bytes read from conn: has an answer begun?
+	werr   error         // the error of the last failed write
+	idleAt time.Time
+	// deadline is set when a deadline may be left on conn: it must be
+	// cleared before the connection is reused.
+	deadline bool
+}
+
+func (pc *persistConn) Read(p []byte) (int, error) {
+	n, err := pc.conn.Read(p)
+	pc.nread += int64(n)
+	return n, err
+}
+
+// Write records the error of writing to the connection: Request.Write
+// reports it as a body read error, without unwrapping to it.
+func (pc *persistConn) Write(p []byte) (int, error) {
+	n, err := pc.conn.Write(p)
+	if err != nil {
+		pc.werr = err
+	}
+	return n, err
+}
+
+// abort makes blocked reads and writes on the connection return; it runs
+// when the request's context is done.
+func (pc *persistConn) abort() { pc.conn.SetDeadline(aLongTimeAgo) }
+
+func (pc *persistConn) close() { pc.conn.Close() }
+
+// writers are the buffers requests are written through, so that the
+// headers and a small body leave in one write.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil || req.URL.Scheme != "http" || req.URL.Host == "" {
+		closeRequestBody(req)
+		if req.URL == nil {
+			return nil, errors.New("ufop transport: request without URL")
+		}
+		return nil, fmt.Errorf("ufop transport: unsupported URL %q (only http://host is)", req.URL.Redacted())
+	}
+	ctx := req.Context()
+	if err := ctx.Err(); err != nil {
+		closeRequestBody(req)
+		return nil, err
+	}
+	key := req.URL.Host
+	if req.URL.Port() == "" {
+		key = net.JoinHostPort(req.URL.Hostname(), "80")
+	}
+	pc := t.takeIdle(key)
+	reused := pc != nil
+	if pc == nil {
+		var err error
+		if pc, err = t.dial(ctx, key); err != nil {
+			closeRequestBody(req)
+			return nil, contextError(ctx, err)
+		}
+	}
+	resp, retry, err := t.roundTrip(ctx, pc, req, reused)
+	if err == nil || !retry {
+		return resp, err
+	}
+	// The reused connection was dead before anything of an answer came:
+	// the instance most likely closed it while it was idle. One attempt on
+	// a fresh connection, if the body can be sent again.
+	r2 := req
+	if req.Body != nil && req.Body != http.NoBody {
+		if req.GetBody == nil {
+			return nil, err
+		}
+		body, gerr := req.GetBody()
+		if gerr != nil {
+			return nil, err
+		}
+		r2 = new(http.Request)
+		*r2 = *req
+		r2.Body = body
+	}
+	if pc, err = t.dial(ctx, key); err != nil {
+		closeRequestBody(r2)
+		return nil, contextError(ctx, err)
+	}
+	resp, _, err = t.roundTrip(ctx, pc, r2, false)
+	if resp != nil {
+		resp.Request = req
+	}
+	return resp, err
+}
+
+// roundTrip writes req on pc and reads the answer's header. retry reports
+// that pc was a reused connection that failed before any byte of an answer
+// arrived. pc is released or handed to the response body in all cases.
+func (t *Transport) roundTrip(ctx context.Context, pc *persistConn, req *http.Request, reused bool) (resp *http.Response, retry bool, err error) {
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, pc.abort)
+	}
+	// fail closes pc, which may hold a deadline or half an answer.
+	fail := func(err error) (*http.Response, bool, error) {
+		if stop != nil {
+			stop()
+		}
+		pc.close()
+		return nil, false, contextError(ctx, err)
+	}
+	if d, ok := ctx.Deadline(); ok {
+		pc.conn.SetWriteDeadline(d)
+		pc.deadline = true
+	}
+	start := pc.nread
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(pc)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	writers.Put(bw)
+	if err != nil && pc.werr != nil {
+		err = pc.werr // the connection's error, not the body's
+	}
+	if err != nil {
+		if ctx.Err() != nil || !connGone(err) {
+			return fail(err)
+		}
+		if reused {
+			fail(err)
+			return nil, true, err
+		}
+		// The instance may have answered and stopped reading: look for
+		// the answer for a short while.
+		pc.conn.SetReadDeadline(time.Now().Add(writeErrorGrace))
+		pc.deadline = true
+		if ctx.Err() != nil {
+			pc.abort()
+		}
+		r, rerr := readResponse(pc.br, req)
+		if rerr != nil {
+			return fail(err)
+		}
+		pc.conn.SetReadDeadline(time.Time{})
+		if ctx.Err() != nil {
+			pc.abort()
+		}
+		return t.wrapResponse(ctx, pc, r, stop, false), false, nil
+	}
+	resp, err = readResponse(pc.br, req)
+	if err != nil {
+		retry = reused && pc.nread == start && ctx.Err() == nil && connGone(err)
+		resp, _, err = fail(err)
+		return resp, retry, err
+	}
+	keep := resp.ProtoAtLeast(1, 1) && !resp.Close && !req.Close && !hasToken(req.Header["Connection"], "close")
+	return t.wrapResponse(ctx, pc, resp, stop, keep), false, nil
+}
+
+// readResponse reads the final answer to req, skipping 1xx interim ones.
+func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case resp.StatusCode == http.StatusSwitchingProtocols:
+			return nil, errors.New("ufop transport: protocol switches are not supported")
+		case resp.StatusCode >= 100 && resp.StatusCode < 200:
+			continue
+		}
+		return resp, nil
+	}
+}
+
+// wrapResponse gives pc to resp's body, or releases it now when the answer
+// has no body.
+func (t *Transport) wrapResponse(ctx context.Context, pc *persistConn, resp *http.Response, stop func() bool, keep bool) *http.Response {
+	b := &bodyReader{pc: pc, rc: resp.Body, ctx: ctx, stop: stop, keep: keep}
+	if resp.Body == http.NoBody {
+		b.release(keep)
+		return resp
+	}
+	resp.Body = b
+	return resp
+}
+
+// bodyReader is a response body that owns its connection until the end of
+// the answer: then the connection goes back to the pool if the answer
+// allows keep-alive, and is closed otherwise.
+type bodyReader struct {
+	pc   *persistConn // nil once released
+	rc   io.ReadCloser
+	ctx  context.Context
+	stop func() bool // stops the context's abort of pc; nil without one
+	keep bool        // the answer allows reusing the connection
+	err  error       // returned by Read once released
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.pc == nil {
+		return 0, b.err
+	}
+	n, err := b.rc.Read(p)
+	switch {
+	case err == io.EOF:
+		b.release(b.keep)
+		b.err = io.EOF
+	case err != nil:
+		b.release(false)
+		err = contextError(b.ctx, err)
+		b.err = err
+	}
+	return n, err
+}
+
+// Close releases the connection: into the pool if the answer was read to
+// its end, closed otherwise (the rest of the answer is not worth reading).
+func (b *bodyReader) Close() error {
+	if b.pc == nil {
+		if b.err != io.EOF {
+			b.err = http.ErrBodyReadAfterClose
+		}
+		return nil
+	}
+	keep := b.keep
+	if b.stop != nil {
+		keep = b.stop() && keep
+		b.stop = nil
+	}
+	if keep {
+		// The answer may be complete but for its end (the last chunk of
+		// a chunked body, say) already in the buffer: look for it
+		// without waiting for the network.
+		var one [1]byte
+		b.pc.conn.SetReadDeadline(aLongTimeAgo)
+		b.pc.deadline = true
+		n, err := b.rc.Read(one[:])
+		keep = n == 0 && err == io.EOF
+	}
+	b.release(keep)
+	b.err = http.ErrBodyReadAfterClose
+	return nil
+}
+
+// release gives the connection back to the pool or closes it.
+func (b *bodyReader) release(keep bool) {
+	pc := b.pc
+	b.pc = nil
+	if b.stop != nil && !b.stop() {
+		keep = false // the context's abort ran: pc has a past deadline
+	}
+	b.stop = nil
+	if keep {
+		pc.t.putIdle(pc)
+	} else {
+		pc.close()
+	}
+}
+
+// takeIdle returns the most recently used idle connection to key that is
+// not past the idle timeout, or nil.
+func (t *Transport) takeIdle(key string) *persistConn {
+	timeout := t.IdleTimeout
+	if timeout <= 0 {
+		timeout = DefaultIdleTimeout
+	}
+	now := time.Now()
+	var stale []*persistConn
+	var pc *persistConn
+	t.mu.Lock()
+	l := t.idle[key]
+	if n := len(l); n > 0 {
+		pc = l[n-1]
+		l[n-1] = nil
+		l = l[:n-1]
+		if now.Sub(pc.idleAt) > timeout {
+			// The newest is stale, so are the older ones.
+			stale = append(l, pc)
+			l, pc = nil, nil
+		} else if len(l) > 0 && now.Sub(l[0].idleAt) > timeout {
+			// The oldest is not reached while the newest are in use:
+			// expire it here, one per call.
+			stale = []*persistConn{l[0]}
+			copy(l, l[1:])
+			l[len(l)-1] = nil
+			l = l[:len(l)-1]
+		}
+		t.idle[key] = l
+	}
+	t.mu.Unlock()
+	for _, s := range stale {
+		s.close()
+	}
+	return pc
+}
+
+// putIdle pools pc, or closes it when the pool is full.
+func (t *Transport) putIdle(pc *persistConn) {
+	if pc.br.Buffered() > 0 {
+		// Bytes nobody asked for: the stream is out of step.
+		pc.close()
+		return
+	}
+	if pc.deadline {
+		pc.conn.SetDeadline(time.Time{})
+		pc.deadline = false
+	}
+	max := t.MaxIdlePerHost
+	if max == 0 {
+		max = DefaultMaxIdlePerHost
+	}
+	pc.idleAt = time.Now()
+	t.mu.Lock()
+	if l := t.idle[pc.key]; len(l) < max {
+		if t.idle == nil {
+			t.idle = make(map[string][]*persistConn)
+		}
+		t.idle[pc.key] = append(l, pc)
+		pc = nil
+	}
+	t.mu.Unlock()
+	if pc != nil {
+		pc.close()
+	}
+}
+
+// CloseIdleConnections closes the pooled connections; those in use are
+// not affected.
+func (t *Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, l := range idle {
+		for _, pc := range l {
+			pc.close()
+		}
+	}
+}
+
+// idleCount is the number of pooled connections to key, for tests.
+func (t *Transport) idleCount(key string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.idle[key])
+}
+
+func (t *Transport) dial(ctx context.Context, key string) (*persistConn, error) {
+	timeout := t.DialTimeout
+	if timeout <= 0 {
+		timeout = DefaultDialTimeout
+	}
+	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", key)
+	if err != nil {
+		return nil, err
+	}
+	pc := &persistConn{t: t, key: key, conn: c}
+	pc.br = bufio.NewReader(pc)
+	return pc, nil
+}
+
+// contextError puts the context's error in the chain of err when the
+// context is done: the connection error is then only its consequence (of
+// the deadline set by abort).
+func contextError(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return &canceledError{ctx: cerr, conn: err}
+	}
+	return err
+}
+
+// canceledError is a connection error caused by the end of a context.
+type canceledError struct{ ctx, conn error }
+
+func (e *canceledError) Error() string { return e.ctx.Error() + " (" + e.conn.Error() + ")" }
+func (e *canceledError) Unwrap() error { return e.ctx }
+
+// Timeout makes a deadline a timeout for those who look for a net.Error,
+// as *url.Error does.
+func (e *canceledError) Timeout() bool { return errors.Is(e.ctx, context.DeadlineExceeded) }
+
+// connGone reports whether err says the peer closed or reset the
+// connection, which is when a reused connection is worth one retry.
+func connGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED)
+}
+
+func closeRequestBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// hasToken reports whether a comma-separated header holds token.
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for f := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
