@@ -19,6 +19,8 @@ wait_for() { # what, command...
 if ! docker info >/dev/null 2>&1; then
   if command -v dockerd >/dev/null; then
     echo "services: starting dockerd"
+    # A daemon killed with the previous session leaves its pid file behind.
+    if [ -f /var/run/docker.pid ] && ! pgrep -x dockerd >/dev/null; then rm -f /var/run/docker.pid; fi
     nohup dockerd >/tmp/qufop-dockerd.log 2>&1 &
     wait_for dockerd docker info || { tail -20 /tmp/qufop-dockerd.log >&2; exit 1; }
   else

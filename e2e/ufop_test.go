@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -68,6 +70,19 @@ func startPlatform(t *testing.T) *platform {
 	c := dockertest.Client(t)
 	dockertest.Busybox(t, c)
 	dockertest.Registry(t)
+	// The images this test builds stay in the daemon after unreg (versions
+	// may be bases of others): remove them, so runs do not pile up.
+	t.Cleanup(func() {
+		imgs, err := c.ImageList(context.Background(), image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "qufop.ufop"))})
+		if err != nil {
+			return
+		}
+		for _, img := range imgs {
+			if strings.HasPrefix(img.Labels["qufop.ufop"], "e2e-") {
+				_, _ = c.ImageRemove(context.Background(), img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+			}
+		}
+	})
 
 	work := t.TempDir()
 	bin := filepath.Join(work, "qufop")
