@@ -6,19 +6,25 @@ LDFLAGS := -X github.com/qufop/qufop/cli.Version=$(VERSION)
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build run test vet fmt-check fuzz bench bench-ufop services clean
+.PHONY: all deps build run test vet fmt-check fuzz bench bench-ufop services clean
 
 all: build
 
-build:
+# Debian packages the build and the tests need (skipped when present;
+# SKIP_DEPS=1 skips the check).
+deps:
+	@[ -n "$(SKIP_DEPS)" ] || bash .ci/deps.sh
+
+build: deps
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/qufop
 
 # The whole platform on one machine, on embedded defaults.
-run: build
+run: build services
 	./$(BIN) dev $(ARGS)
 
 # Everything: formatting, vet, unit and end-to-end tests, fuzz seed corpora.
-test: fmt-check vet
+# It installs what is missing and starts dockerd and the registry first.
+test: deps services fmt-check vet
 	$(GO) test -count=1 $(PKGS)
 
 vet:
@@ -45,8 +51,8 @@ bench-ufop: build
 	bash bench/ufop.sh
 
 # dockerd and Debian's docker-registry on 127.0.0.1:5000, as CI starts them.
-services:
-	bash .ci/services.sh
+services: deps
+	@[ -n "$(SKIP_SERVICES)" ] || bash .ci/services.sh
 
 clean:
 	rm -rf bin

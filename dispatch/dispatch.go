@@ -156,8 +156,14 @@ func (d *Dispatcher) run(ctx context.Context, rec *ufop.Record, cmd fop.Cmd, in 
 	defer release()
 
 	sp := spec(rec, ep.Version)
-	cctx, cancel := context.WithTimeout(ctx, sp.Timeout)
-	defer cancel()
+	// The UFOP's own timeout, unless the request's deadline comes first
+	// anyway (then a second timer would only cost).
+	cctx := ctx
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > sp.Timeout {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, sp.Timeout)
+		defer cancel()
+	}
 	input := ufop.Input{
 		MIME: in.MIME, Size: int64(len(in.Data)), Bucket: in.Bucket, Key: in.Key, ReqID: fop.ReqID(ctx),
 	}
