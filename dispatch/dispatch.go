@@ -103,6 +103,14 @@ func (d *Dispatcher) record(ctx context.Context, name string) (*ufop.Record, err
 	return rec, nil
 }
 
+// refresh reads the record of name again, bypassing the cache.
+func (d *Dispatcher) refresh(ctx context.Context, name string) (*ufop.Record, error) {
+	d.mu.Lock()
+	delete(d.cache, name)
+	d.mu.Unlock()
+	return d.record(ctx, name)
+}
+
 // Resolve returns the processor of a UFOP step, or (nil, nil) when no UFOP
 // is called cmd.Name. caller is who asks (the owner of the bucket the chain
 // reads): a private UFOP serves only its owner.
@@ -155,6 +163,14 @@ func (d *Dispatcher) run(ctx context.Context, rec *ufop.Record, cmd fop.Cmd, in 
 	}
 	defer release()
 
+	if rec.Version(ep.Version) == nil {
+		// An instance of a version newer than the cached record (an
+		// upgrade right after a build): read the record again rather than
+		// guess the version's protocol.
+		if fresh, err := d.refresh(ctx, rec.Name); err == nil && fresh != nil {
+			rec = fresh
+		}
+	}
 	sp := spec(rec, ep.Version)
 	// The UFOP's own timeout, unless the request's deadline comes first
 	// anyway (then a second timer would only cost).

@@ -245,3 +245,40 @@ func TestBlobURLs(t *testing.T) {
 	assert.Equal(t, 403, code)
 	assert.Contains(t, body, "expired")
 }
+
+// countingRecords counts reads, to see the cache and its refresh.
+type countingRecords struct {
+	records
+	gets int
+}
+
+func (c *countingRecords) Get(ctx context.Context, name string) (*ufop.Record, error) {
+	c.gets++
+	return c.records.Get(ctx, name)
+}
+
+func TestNewVersionRefreshesTheRecord(t *testing.T) {
+	inst := newInstance(t)
+	cat := &catalog{eps: map[string][]cluster.Endpoint{}}
+	old := rec("up", ufop.Public, ufop.ProtocolHandler, 2)
+	recs := &countingRecords{records: records{"up": old}}
+	cfg := NewDefaultConfig()
+	cfg.RecordTTL = time.Hour
+	d := New(cfg, recs, cat, nil)
+	p, err := d.Resolve(context.Background(), cmd("up/x"), "")
+	require.NoError(t, err)
+	assert.Equal(t, 1, recs.gets)
+
+	// Version 2 is built and deployed after the record was cached.
+	v2 := *old
+	v2.Versions = append(append([]ufop.Version{}, old.Versions...), ufop.Version{N: 2, State: ufop.BuildSuccess,
+		Spec: &ufop.Spec{Protocol: ufop.ProtocolHandler, Concurrency: 1, Timeout: 5 * time.Second}})
+	recs.records["up"] = &v2
+	ep := inst.endpoint("b")
+	ep.Version = 2
+	cat.set("up", ep)
+	out, err := p.Process(context.Background(), cmd("up/x"), fop.Blob{Data: []byte("v2")})
+	require.NoError(t, err)
+	assert.Equal(t, "V2", string(out.Data))
+	assert.Equal(t, 2, recs.gets, "the record was read again for the unknown version")
+}
