@@ -46,7 +46,7 @@ func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
 	fs.IntVar(&f.img.MaxOutPixels, "max-output-pixels", f.img.MaxOutPixels, "largest output image area, pixels")
 	fs.IntVar(&f.img.MaxGIFFrames, "max-gif-frames", f.img.MaxGIFFrames, "most frames of an animated input")
 	fs.Int64Var(&f.cacheTotal, "source-cache", 64<<20, "bytes of small stored objects kept in memory (validated by a stat on every read; 0: none)")
-	fs.Int64Var(&f.cacheObject, "source-cache-object", 1<<20, "largest object the source cache keeps")
+	fs.Int64Var(&f.cacheObject, "source-cache-object", 64<<10, "largest object the source cache keeps (large sources are dominated by their processing)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no access log")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (for operators; keep it off on public listeners)")
 	return f
