@@ -22,7 +22,7 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(append([]*cobra.Command{newDevCmd(), newGatewayCmd(), newLoginCmd()}, newUfopCmds()...)...)
+	root.AddCommand(append([]*cobra.Command{newDevCmd(), newGatewayCmd(), newBuilderCmd(), newLoginCmd()}, newUfopCmds()...)...)
 	return root
 }
 

@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/image"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/qufop/qufop/auth"
+	"github.com/qufop/qufop/client"
+	"github.com/qufop/qufop/cluster/consul/consulfake"
+	"github.com/qufop/qufop/cluster/nomad/nomadfake"
+	"github.com/qufop/qufop/internal/dockertest"
+	"github.com/qufop/qufop/internal/testutil"
+	"github.com/qufop/qufop/ufop"
+)
+
+func busyboxTarball(t *testing.T, version string) ([]byte, string) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	spec := "image: local/busybox:1\nbuild_script:\n  - mkdir -p www && echo " + version + " > www/version && echo ok > www/health\nrun: httpd -f -p 9100 -h www\n"
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "ufop.yaml", Mode: 0o644, Size: int64(len(spec)), Typeflag: tar.TypeReg}))
+	_, err := tw.Write([]byte(spec))
+	require.NoError(t, err)
+	require.NoError(t, tw.Close())
+	sum := sha256.Sum256(buf.Bytes())
+	return buf.Bytes(), hex.EncodeToString(sum[:])
+}
+
+// `qufop builder` with Nomad and Consul (their fakes) and the real Docker
+// daemon and registry: records go to Consul KV, images to the registry,
+// instances become a Nomad job, and an upgrade is a canary deployment.
+func TestBuilderOnNomadAndConsul(t *testing.T) {
+	dc := dockertest.Client(t)
+	dockertest.Busybox(t, dc)
+	registry := dockertest.Registry(t)
+	nf := nomadfake.New()
+	defer nf.Close()
+	cf := consulfake.New()
+	defer cf.Close()
+
+	addr := freeAddr(t)
+	root := NewRoot()
+	out := &testutil.SyncBuffer{}
+	root.SetOut(out)
+	root.SetErr(out)
+	creds := auth.Credentials{AccessKey: "AK_BUILDER", SecretKey: "SK_BUILDER"}
+	root.SetArgs([]string{"builder", "--listen", addr, "--data", t.TempDir(), "--quiet",
+		"--nomad-addr", nf.URL(), "--consul-addr", cf.Addr(), "--registry", registry,
+		"--access-key", creds.AccessKey, "--secret-key", creds.SecretKey})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	defer func() {
+		cancel()
+		assert.NoError(t, <-done)
+	}()
+	require.Eventually(t, func() bool {
+		r, err := http.Get("http://" + addr + "/health")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, out.String())
+
+	c := client.New(addr, creds)
+	bg := context.Background()
+	name := fmt.Sprintf("nomad-demo-%d", time.Now().UnixNano()%1e6)
+	_, err := c.Register(bg, name, "private", "on nomad")
+	require.NoError(t, err)
+	defer c.Unregister(bg, name)
+	defer func() {
+		imgs, _ := dc.ImageList(bg, image.ListOptions{})
+		for _, img := range imgs {
+			for _, tag := range img.RepoTags {
+				if bytes.Contains([]byte(tag), []byte("/"+name+":")) {
+					dc.ImageRemove(bg, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+				}
+			}
+		}
+	}()
+
+	build := func(version string) int {
+		tarball, sum := busyboxTarball(t, version)
+		n, err := c.Upload(bg, name, version, bytes.NewReader(tarball), int64(len(tarball)), sum)
+		require.NoError(t, err)
+		var log bytes.Buffer
+		require.NoError(t, c.BuildLog(bg, name, n, true, &log))
+		v, err := c.Version(bg, name, n)
+		require.NoError(t, err)
+		require.Equal(t, ufop.BuildSuccess, v.State, log.String())
+		assert.Equal(t, fmt.Sprintf("%s/admin/%s:v%d", registry, name, n), v.Image)
+		return n
+	}
+	waitState := func(version, count int) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			st, err := c.State(bg, name)
+			if err != nil || st.Operation == nil || !st.Operation.Done {
+				return false
+			}
+			require.Empty(t, st.Operation.Error)
+			n := 0
+			for _, in := range st.Instances {
+				if in.Version == version && in.Healthy {
+					n++
+				}
+			}
+			return n == count && len(st.Instances) == count
+		}, 60*time.Second, 200*time.Millisecond)
+	}
+
+	require.Equal(t, 1, build("v1"))
+	_, err = c.Chver(bg, name, 1)
+	require.NoError(t, err)
+	_, err = c.Resize(bg, name, 2)
+	require.NoError(t, err)
+	waitState(1, 2)
+
+	// The record is in Consul KV under qufop/.
+	rec, err := c.Info(bg, name)
+	require.NoError(t, err)
+	assert.Equal(t, 1, rec.Deployed)
+
+	// Upgrade: v2 as canaries, then promoted.
+	require.Equal(t, 2, build("v2"))
+	_, err = c.Chver(bg, name, 2)
+	require.NoError(t, err)
+	_, err = c.Upgrade(bg, name)
+	require.NoError(t, err)
+	waitState(2, 2)
+
+	_, err = c.Resize(bg, name, 0)
+	require.NoError(t, err)
+	waitState(2, 0)
+}
