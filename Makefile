@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/qufop/qufop/cli.Version=$(VERSION)
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all deps build run test vet fmt-check fuzz bench bench-ufop services clean
+.PHONY: all deps build run test test-nomad vet fmt-check fuzz bench bench-ufop services clean
 
 all: build
 
@@ -26,6 +26,11 @@ run: build services
 # It installs what is missing and starts dockerd and the registry first.
 test: deps services fmt-check vet
 	$(GO) test -count=1 $(PKGS)
+
+# The platform on real `nomad agent -dev` and `consul agent -dev` (v1.6.5 and
+# v1.16.3 on PATH; skipped, saying so, without them).
+test-nomad: deps services
+	$(GO) test -count=1 -v -run 'TestRealNomadAndConsul' ./e2e
 
 vet:
 	$(GO) vet $(PKGS)
