@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"github.com/qufop/qufop/cluster/consul"
 	"github.com/qufop/qufop/cluster/nomad"
 	"github.com/qufop/qufop/control"
+	"github.com/qufop/qufop/internal/serve"
 	"github.com/qufop/qufop/jobspecs"
 	"github.com/qufop/qufop/ufop"
 )
@@ -126,22 +126,7 @@ NOMAD_ADDR, NOMAD_TOKEN, NOMAD_NAMESPACE).`,
 			srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
 			fmt.Fprintf(cmd.OutOrStdout(), "qufop builder listening on http://%s (nomad %s, consul %s, registry %s)\n",
 				ln.Addr(), ncfg.Address, ccfg.Address, registry)
-			errc := make(chan error, 1)
-			go func() { errc <- srv.Serve(ln) }()
-			select {
-			case err := <-errc:
-				return err
-			case <-ctx.Done():
-			}
-			sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil {
-				return err
-			}
-			if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			return serve.Serve(ctx, srv, ln, 20*time.Second)
 		},
 	}
 	fs := cmd.Flags()

@@ -25,6 +25,7 @@ import (
 	"github.com/qufop/qufop/control"
 	"github.com/qufop/qufop/dispatch"
 	"github.com/qufop/qufop/gateway"
+	"github.com/qufop/qufop/internal/serve"
 	"github.com/qufop/qufop/ufop"
 )
 
@@ -212,11 +213,7 @@ func (p *platform) serveBlobs(ctx context.Context) {
 	e := gin.New()
 	e.GET(dispatch.BlobPath+":token", p.dispatch.Blobs().Handler)
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	_ = srv.Serve(p.blobLn)
+	_ = serve.Serve(ctx, srv, p.blobLn, 5*time.Second)
 }
 
 // Close stops the background work (running UFOP containers keep running

@@ -22,6 +22,7 @@ import (
 
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/fop"
+	"github.com/qufop/qufop/internal/serve"
 	"github.com/qufop/qufop/storage"
 )
 
@@ -135,22 +136,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return err
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return serve.Serve(ctx, srv, ln, s.cfg.ShutdownTimeout)
 }
 
 func (s *Server) health(c *gin.Context) {
