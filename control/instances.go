@@ -135,7 +135,21 @@ func (s *Server) resize(c *gin.Context) {
 	} else {
 		op.Version = rec.Deployed
 		reason := fmt.Sprintf("qufop resize %s -n %d by %s", rec.Name, req.Count, c.GetString(ctxUser))
-		run = func(ctx context.Context) error { return s.orch.Scale(ctx, rec.Name, req.Count, reason) }
+		var w *cluster.Workload
+		if v := rec.Version(rec.Deployed); v != nil && v.Spec != nil {
+			if wl, err := s.workload(rec, v, req.Count); err == nil {
+				w = &wl
+			}
+		}
+		run = func(ctx context.Context) error {
+			err := s.orch.Scale(ctx, rec.Name, req.Count, reason)
+			// The workload is gone from the orchestrator (a failed first
+			// deployment purged, a cluster rebuilt): deploy it again.
+			if errors.Is(err, cluster.ErrNotFound) && w != nil && req.Count > 0 {
+				return s.orch.Deploy(ctx, *w)
+			}
+			return err
+		}
 	}
 	if _, err := s.keeper.Update(c.Request.Context(), rec.Name, func(r *ufop.Record) error {
 		r.Desired = req.Count

@@ -35,6 +35,8 @@ const (
 	MetaUFOP    = "qufop.ufop"
 	MetaOwner   = "qufop.owner"
 	MetaVersion = "qufop.version"
+	// ServiceMetaVersion is the version in the Consul service's meta.
+	ServiceMetaVersion = "qufop_version"
 
 	// EnvPort names the port the program must listen on in its container.
 	EnvPort = "PORT_HTTP"
@@ -230,7 +232,10 @@ func UFOPJob(w cluster.Workload, o Options) (*api.Job, error) {
 			// are on the node or in the platform's registry: never pull a
 			// tag again (and never use :latest, which is always pulled).
 			"force_pull": false,
-			"labels":     meta(),
+			// The docker driver's config schema takes labels as a block,
+			// which the JSON API spells as a list of maps (a plain map is
+			// refused at task start: "list of map of string required").
+			"labels": []map[string]string{meta()},
 		},
 		Env:           env,
 		Resources:     res,
@@ -279,8 +284,11 @@ func UFOPJob(w cluster.Workload, o Options) (*api.Job, error) {
 			PortLabel:  PortLabel,
 			Tags:       tags,
 			CanaryTags: append(append([]string(nil), tags...), TagCanary),
-			Meta:       map[string]string{MetaVersion: version},
-			CanaryMeta: map[string]string{MetaVersion: version},
+			// Consul refuses service meta keys with '.' (only letters,
+			// digits, '-' and '_'), and Nomad then fails to sync the
+			// service at all: the service has its own key.
+			Meta:       map[string]string{ServiceMetaVersion: version},
+			CanaryMeta: map[string]string{ServiceMetaVersion: version},
 			Checks: []api.ServiceCheck{{
 				Name:     "http-alive",
 				Type:     "http",

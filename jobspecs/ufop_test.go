@@ -275,7 +275,7 @@ func TestKeyFields(t *testing.T) {
 		if !reflect.DeepEqual(task.Env, wantEnv) {
 			t.Errorf("env %v", task.Env)
 		}
-		if !reflect.DeepEqual(task.Meta, wantMeta) || !reflect.DeepEqual(task.Config["labels"], wantMeta) {
+		if !reflect.DeepEqual(task.Meta, wantMeta) || !reflect.DeepEqual(task.Config["labels"], []map[string]string{wantMeta}) {
 			t.Errorf("task meta %v labels %v", task.Meta, task.Config["labels"])
 		}
 	})
