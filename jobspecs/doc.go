@@ -64,14 +64,14 @@
 //     reads back as written. progress_deadline is explicit (scenario 4: with
 //     the default 10 m an unhealthy canary does not fail the deployment
 //     before then; 0 fails it at healthy_deadline).
-//   - Canaries. The transcript used canary = 1. By default (CanaryAll) we
-//     set canary = max(1, count): a gray upgrade starts a full set of the
-//     new version next to the old one; every old instance keeps serving
-//     until `qufop upgrade` promotes (or the deployment fails and reverts),
-//     and at the promotion the canaries take the old instances' places at
-//     once (scenario 3: promotion stops the replaced allocations together).
-//     The cost is twice the resources during the upgrade; Options.Canary
-//     = k gives the transcript's "k canaries, then max_parallel at a time",
+//   - Canaries. The transcript used canary = 1, and so does DefaultOptions:
+//     one instance of the new version starts next to the old ones, the
+//     upgrade promotes it once healthy, then the rest are replaced
+//     max_parallel at a time. CanaryAll (canary = count, blue/green: every
+//     old instance serves until the promotion) costs twice the resources
+//     during an upgrade; on a 2-core Nomad dev node the 2nd and 3rd
+//     canaries of a 3-instance UFOP were never placed. Options.Canary = k
+//     gives k canaries, CanaryAll blue/green,
 //     NoCanary a plain rolling update. canary is fixed when the job is
 //     registered and a scale does not change it, so whoever registers an
 //     upgrade with PreserveCounts must render it with the current count.

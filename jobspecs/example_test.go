@@ -25,6 +25,6 @@ func ExampleUFOPJob() {
 	_, err = jobspecs.UFOPJob(cluster.Workload{Name: "demo", Version: 1, Image: "alice/demo:latest", Port: 9100, HealthPath: "/health", CPUs: 1, MemoryMB: 1024}, jobspecs.DefaultOptions())
 	fmt.Println(err)
 	// Output:
-	// ufop-demo ufop 2 [v3 ufop] 2
+	// ufop-demo ufop 2 [v3 ufop] 1
 	// jobspecs: Image: "alice/demo:latest" uses the tag latest, which Nomad always pulls and which moves; use the version's tag, e.g. v3
 }

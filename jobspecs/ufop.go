@@ -47,8 +47,8 @@ const (
 
 // Canary values of Options with a meaning of their own.
 const (
-	// CanaryAll (the default) starts as many canaries as the group has
-	// instances, at least one: a blue/green gray upgrade.
+	// CanaryAll starts as many canaries as the group has instances, at
+	// least one: a blue/green gray upgrade (DefaultOptions uses 1).
 	CanaryAll = 0
 	// NoCanary makes an upgrade a plain rolling update, MaxParallel at a
 	// time, with no promotion step.
@@ -118,8 +118,12 @@ type Options struct {
 // reasons.
 func DefaultOptions() Options {
 	return Options{
-		Datacenters:        []string{"*"},
-		Canary:             CanaryAll,
+		Datacenters: []string{"*"},
+		// One canary, then a rolling replacement: a canary per instance
+		// (blue/green) needs twice the resources during every upgrade,
+		// which a small cluster does not have (found on a 2-core Nomad
+		// dev node: the 2nd and 3rd canaries were never placed).
+		Canary:             1,
 		MaxParallel:        1,
 		WarmUp:             10 * time.Second,
 		HealthyDeadline:    3 * time.Minute,

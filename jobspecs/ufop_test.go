@@ -235,7 +235,7 @@ func TestKeyFields(t *testing.T) {
 			"progress_deadline": *u.ProgressDeadline, "auto_revert": *u.AutoRevert, "auto_promote": *u.AutoPromote,
 		}
 		want := map[string]any{
-			"canary": 2, "max_parallel": 1, "health_check": "checks",
+			"canary": 1, "max_parallel": 1, "health_check": "checks",
 			"min_healthy_time": 10 * time.Second, "healthy_deadline": 3 * time.Minute,
 			"progress_deadline": 10 * time.Minute, "auto_revert": true, "auto_promote": false,
 		}
@@ -479,7 +479,7 @@ func TestCanonicalize(t *testing.T) {
 	job := mustJob(t, demo(), DefaultOptions())
 	job.Canonicalize()
 	g := job.TaskGroups[0]
-	if *g.Count != 2 || *g.Update.Canary != 2 || *g.Update.MinHealthyTime != 10*time.Second || *g.Update.Stagger != 30*time.Second {
+	if *g.Count != 2 || *g.Update.Canary != 1 || *g.Update.MinHealthyTime != 10*time.Second || *g.Update.Stagger != 30*time.Second {
 		t.Errorf("after Canonicalize: count %d canary %d min_healthy %s stagger %s", *g.Count, *g.Update.Canary, *g.Update.MinHealthyTime, *g.Update.Stagger)
 	}
 	if *g.RestartPolicy.Mode != "delay" || *g.Tasks[0].KillTimeout != 10*time.Second || *g.Tasks[0].Resources.MemoryMaxMB != 1536 {

@@ -102,8 +102,8 @@ func TestDeployScaleUpgrade(t *testing.T) {
 		t.Fatalf("after upgrade to v2: %v", got)
 	}
 	j := srv.Job("ufop-demo")
-	if *j.TaskGroups[0].Count != 3 || *j.TaskGroups[0].Update.Canary != 3 {
-		t.Errorf("v2 job: count %d canary %d, want 3 3", *j.TaskGroups[0].Count, *j.TaskGroups[0].Update.Canary)
+	if *j.TaskGroups[0].Count != 3 || *j.TaskGroups[0].Update.Canary != 1 {
+		t.Errorf("v2 job: count %d canary %d, want 3 1", *j.TaskGroups[0].Count, *j.TaskGroups[0].Update.Canary)
 	}
 	// The canaries ran next to the old allocations before the promotion.
 	var v1, v2 int
