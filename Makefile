@@ -30,7 +30,7 @@ test: deps services fmt-check vet
 # The platform on real `nomad agent -dev` and `consul agent -dev` (v1.6.5 and
 # v1.16.3 on PATH; skipped, saying so, without them).
 test-nomad: deps services
-	$(GO) test -count=1 -v -run 'TestRealNomadAndConsul' ./e2e
+	$(GO) test -count=1 -v -run 'TestRealNomadAndConsul|TestJobspecsValidate' ./e2e
 
 vet:
 	$(GO) vet $(PKGS)

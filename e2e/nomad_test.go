@@ -147,3 +147,24 @@ func startPlatformDeps(t *testing.T) *platform {
 	goBuild(t, bin, "./cmd/qufop", true)
 	return &platform{t: t, bin: bin, work: work}
 }
+
+// TestJobspecsValidate: every platform jobspec passes `nomad job validate`
+// with its default variables (part of `make test-nomad`; skipped without
+// `nomad` on PATH). Without an agent Nomad checks everything but the
+// driver configuration.
+func TestJobspecsValidate(t *testing.T) {
+	nomadBin, err := exec.LookPath("nomad")
+	if err != nil {
+		t.Skip("skipping: needs `nomad` (v1.6.5) on PATH; it cannot be installed from a package here")
+	}
+	files, err := filepath.Glob("../jobspecs/*.nomad.hcl")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		cmd := exec.Command(nomadBin, "job", "validate", f)
+		cmd.Env = append(os.Environ(), "NOMAD_ADDR=http://127.0.0.1:1") // no agent: offline checks only
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "nomad job validate %s:\n%s", f, out)
+		require.Contains(t, string(out), "Job validation successful", f)
+	}
+}
