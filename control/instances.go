@@ -216,8 +216,12 @@ func (s *Server) runOp(name string, op *Operation, run func(ctx context.Context)
 		s.mu.Lock()
 		op.Done, op.Finished = true, s.now().UTC()
 		if err != nil {
-			op.Error = errs.Public(err)
-			if errors.Is(err, cluster.ErrSkipped) || op.Error == "processing failed" {
+			// Orchestrator errors carry no public message of their own; the
+			// owner asking for the state is the one to see them whole.
+			var pub *errs.Error
+			if errors.As(err, &pub) {
+				op.Error = pub.Msg
+			} else {
 				op.Error = err.Error()
 			}
 		}

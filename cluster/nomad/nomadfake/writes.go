@@ -127,16 +127,7 @@ func (s *Server) stamp(j *job, v, prev *api.Job, ix uint64, stop bool) {
 func (s *Server) reconcile(j *job, prev, v *api.Job) {
 	live := j.liveAllocs()
 	if prev == nil || *prev.Stop || len(live) == 0 {
-		var dep *api.Deployment
-		if hasUpdate(v) {
-			dep = s.newDeployment(j, v, 0)
-		}
-		for _, a := range live {
-			s.stopAlloc(a, "alloc not needed due to job update")
-		}
-		for i := 0; i < groupCount(v); i++ {
-			s.place(j, v, i, dep, false)
-		}
+		s.replaceAll(j, v, live, "alloc not needed due to job update")
 		return
 	}
 	if spec(prev) == spec(v) {
@@ -150,12 +141,19 @@ func (s *Server) reconcile(j *job, prev, v *api.Job) {
 		}
 		return
 	}
+	s.replaceAll(j, v, live, "alloc is being updated due to job update")
+}
+
+// replaceAll stops the live allocations (with Nomad's description why) and
+// places the new version's count at once, under a deployment when the
+// group has an update block.
+func (s *Server) replaceAll(j *job, v *api.Job, live []*alloc, why string) {
 	var dep *api.Deployment
 	if hasUpdate(v) {
 		dep = s.newDeployment(j, v, 0)
 	}
 	for _, a := range live {
-		s.stopAlloc(a, "alloc is being updated due to job update")
+		s.stopAlloc(a, why)
 	}
 	for i := 0; i < groupCount(v); i++ {
 		s.place(j, v, i, dep, false)
