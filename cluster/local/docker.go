@@ -58,9 +58,10 @@ type DockerConfig struct {
 // platform keeps the instances.
 type Docker struct {
 	*manager
-	cli    *client.Client
-	hostIP string
-	ownCli bool // close cli on Close (New made it)
+	cli     *client.Client
+	hostIP  string
+	network string
+	ownCli  bool // close cli on Close (New made it)
 }
 
 var (
@@ -84,7 +85,7 @@ func NewDocker(cli *client.Client, cfg DockerConfig) (*Docker, error) {
 		return nil, err
 	}
 	drv := &dockerDriver{cli: cli, network: cfg.Network, pidsLimit: cfg.PidsLimit}
-	d := &Docker{cli: cli, hostIP: gw}
+	d := &Docker{cli: cli, hostIP: gw, network: cfg.Network}
 	d.manager = newManager(cfg.Options, drv)
 	if err := d.adopt(ctx); err != nil {
 		d.close()
@@ -177,7 +178,7 @@ func (d *Docker) adopt(ctx context.Context) error {
 			continue
 		}
 		if info.State != nil && info.State.Running {
-			in.addr = hostAddr(info, w.Port)
+			in.addr = reachAddr(info, d.network, w.Port)
 			if t, err := time.Parse(time.RFC3339Nano, info.State.StartedAt); err == nil {
 				in.started = t
 			}
@@ -284,14 +285,18 @@ func (d *dockerDriver) inspectAddr(ctx context.Context, in *instance) (string, s
 	if hostAddr(info, in.w.Port) == "" {
 		return shortID(info.ID), "", fmt.Errorf("port %d/tcp is not published", in.w.Port)
 	}
-	// The platform reaches the instance on the project's bridge, not
-	// through the published 127.0.0.1 port: loopback traffic to a published
-	// port goes through docker-proxy, a userland copy that costs as much
-	// CPU as the gateway itself. The published port stays for people.
-	if addr := bridgeAddr(info, d.network, in.w.Port); addr != "" {
-		return shortID(info.ID), addr, nil
+	return shortID(info.ID), reachAddr(info, d.network, in.w.Port), nil
+}
+
+// reachAddr is where the platform reaches a container: on the project's
+// bridge, not through the published 127.0.0.1 port, since loopback traffic
+// to a published port goes through docker-proxy, a userland copy that costs
+// as much CPU as the gateway itself. The published port stays for people.
+func reachAddr(info container.InspectResponse, network string, port int) string {
+	if addr := bridgeAddr(info, network, port); addr != "" {
+		return addr
 	}
-	return shortID(info.ID), hostAddr(info, in.w.Port), nil
+	return hostAddr(info, port)
 }
 
 func (d *dockerDriver) create(ctx context.Context, in *instance) error {

@@ -145,6 +145,12 @@ func TestDockerLifecycle(t *testing.T) {
 		t.Fatalf("adopted: %+v", ins)
 	}
 	waitFor(t, 10*time.Second, "adopted instances healthy", func() bool { return len(d2.Healthy(name)) == 2 })
+	for _, e := range d2.Healthy(name) {
+		// Adopted instances too are reached on the bridge.
+		if !strings.HasPrefix(e.Addr, d2.HostIP()[:strings.LastIndex(d2.HostIP(), ".")]) || !strings.HasSuffix(e.Addr, ":9100") {
+			t.Fatalf("adopted addr %s, want an address on the bridge of %s", e.Addr, d2.HostIP())
+		}
+	}
 
 	// Scale to 1: index 1 goes.
 	if err := d2.Scale(ctx, name, 1, "test"); err != nil {
