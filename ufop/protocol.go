@@ -131,15 +131,19 @@ var defaultTransport = &Transport{MaxIdlePerHost: DefaultMaxIdlePerHost}
 // *UOPError in the chain when it answered with a non-2xx status.
 func (c *Caller) Call(ctx context.Context, addr string, proto Protocol, cmd string, in Input) (Output, error) {
 	name := cmdName(cmd)
-	req, err := c.newRequest(ctx, addr, proto, cmd, in)
+	wr, err := newRequest(addr, proto, cmd, in)
 	if err != nil {
 		return Output{}, err
 	}
 	var resp *http.Response
 	if c.HTTP != nil {
+		req, rerr := wr.httpRequest(ctx)
+		if rerr != nil {
+			return Output{}, errs.Wrap(http.StatusInternalServerError, rerr, "bad ufop instance address %q", addr)
+		}
 		resp, err = c.HTTP.Do(req)
 	} else {
-		resp, err = defaultTransport.RoundTrip(req)
+		resp, err = defaultTransport.do(ctx, wr)
 	}
 	if err != nil {
 		return Output{}, callError(ctx, name, err)
@@ -172,35 +176,28 @@ func (c *Caller) Call(ctx context.Context, addr string, proto Protocol, cmd stri
 	return out, nil
 }
 
-func (c *Caller) newRequest(ctx context.Context, addr string, proto Protocol, cmd string, in Input) (*http.Request, error) {
-	if addr == "" {
-		return nil, errs.New(http.StatusInternalServerError, "ufop instance has no address")
+// newRequest prepares the call of cmd on the instance at addr.
+func newRequest(addr string, proto Protocol, cmd string, in Input) (*wireRequest, error) {
+	host, prefix, err := splitAddr(addr)
+	if err != nil {
+		return nil, err
 	}
-	base := addr
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	base = strings.TrimSuffix(base, "/")
+	w := &wireRequest{host: host, header: make([]string, 0, 12)}
 	size := in.Size
-	var req *http.Request
-	var err error
 	switch proto {
 	case ProtocolHandler, "":
-		q := url.Values{"cmd": {cmd}}
-		var body io.Reader
+		// As url.Values.Encode would write it, without building the map.
+		w.target = prefix + "/handler?cmd=" + url.QueryEscape(cmd)
 		if in.URL != "" {
-			q.Set("url", in.URL)
+			w.target += "&url=" + url.QueryEscape(in.URL)
 		} else {
-			body = bytes.NewReader(in.Data)
+			w.body = in.Data
 			size = int64(len(in.Data))
-		}
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/handler?"+q.Encode(), body)
-		if err == nil && in.URL == "" {
 			ctype := in.MIME
-			if ctype == "" {
+			if ctype == "" || !validHeaderValue(ctype) {
 				ctype = "application/octet-stream"
 			}
-			req.Header.Set("Content-Type", ctype)
+			w.add("Content-Type", ctype)
 		}
 	case ProtocolUOP:
 		if in.URL == "" {
@@ -216,30 +213,51 @@ func (c *Caller) newRequest(ctx context.Context, addr string, proto Protocol, cm
 		if jerr != nil {
 			return nil, errs.Wrap(http.StatusInternalServerError, jerr, "encoding the /uop request")
 		}
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/uop", bytes.NewReader(body))
-		if err == nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
+		w.target = prefix + "/uop"
+		w.body = body
+		w.add("Content-Type", "application/json")
 	default:
 		return nil, errs.New(http.StatusInternalServerError, "unknown ufop protocol %q", proto)
 	}
-	if err != nil {
-		return nil, errs.Wrap(http.StatusInternalServerError, err, "bad ufop instance address %q", addr)
-	}
 	if in.Bucket != "" {
-		req.Header.Set(HeaderBucket, headerEscape(in.Bucket))
+		w.add(HeaderBucket, headerEscape(in.Bucket))
 	}
 	if in.Key != "" {
-		req.Header.Set(HeaderKey, headerEscape(in.Key))
+		w.add(HeaderKey, headerEscape(in.Key))
 	}
 	if in.MIME != "" {
-		req.Header.Set(HeaderMimetype, headerEscape(in.MIME))
+		w.add(HeaderMimetype, headerEscape(in.MIME))
 	}
-	req.Header.Set(HeaderFsize, strconv.FormatInt(size, 10))
+	w.add(HeaderFsize, strconv.FormatInt(size, 10))
 	if in.ReqID != "" {
-		req.Header.Set(HeaderReqID, headerEscape(in.ReqID))
+		w.add(HeaderReqID, headerEscape(in.ReqID))
 	}
-	return req, nil
+	return w, nil
+}
+
+// splitAddr takes an instance address, "host:port" (what catalogs give) or
+// a base URL "http://host:port[/prefix]", apart into the host:port to
+// connect to and a path prefix.
+func splitAddr(addr string) (host, prefix string, err error) {
+	if addr == "" {
+		return "", "", errs.New(http.StatusInternalServerError, "ufop instance has no address")
+	}
+	host = addr
+	if strings.Contains(addr, "://") {
+		u, perr := url.Parse(addr)
+		if perr != nil || u.Scheme != "http" || u.Host == "" || u.RawQuery != "" || u.User != nil {
+			return "", "", errs.New(http.StatusInternalServerError, "bad ufop instance address %q (want host:port or http://host:port)", addr)
+		}
+		host, prefix = u.Host, strings.TrimSuffix(u.EscapedPath(), "/")
+	}
+	if _, _, serr := net.SplitHostPort(host); serr != nil {
+		if strings.Contains(addr, "://") && !strings.Contains(host, ":") {
+			host = net.JoinHostPort(host, "80")
+		} else {
+			return "", "", errs.New(http.StatusInternalServerError, "bad ufop instance address %q (want host:port or http://host:port)", addr)
+		}
+	}
+	return host, prefix, nil
 }
 
 // cmdName is the UFOP name: the first token of cmd.

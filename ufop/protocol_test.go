@@ -78,6 +78,15 @@ func TestCallHandlerBodyAndURL(t *testing.T) {
 			wantCType: "application/octet-stream",
 		},
 		{
+			// Over inlineBody: the head and the body leave with writev.
+			name:      "large body",
+			in:        Input{Data: []byte(strings.Repeat("0123456789abcdef", 8<<10)), MIME: "application/x-big"},
+			wantQuery: url.Values{"cmd": {"ufop-demo/upper"}},
+			wantBody:  strings.Repeat("0123456789abcdef", 8<<10),
+			wantFsize: "131072",
+			wantCType: "application/x-big",
+		},
+		{
 			name:      "url",
 			in:        Input{URL: "http://127.0.0.1:1/get/x?e=1&token=a+b", Data: []byte("ignored"), MIME: "image/png", Size: 1234, Bucket: "b", Key: "k.png"},
 			wantQuery: url.Values{"cmd": {"ufop-demo/upper"}, "url": {"http://127.0.0.1:1/get/x?e=1&token=a+b"}},
@@ -158,6 +167,51 @@ func TestCallBaseURLAddr(t *testing.T) {
 	_, err := c.Call(context.Background(), "http://"+addr+"/", ProtocolHandler, "demo", Input{URL: "http://u"})
 	require.NoError(t, err)
 	assert.Equal(t, "/handler", got.path)
+}
+
+func TestCallMIMEWithNewline(t *testing.T) {
+	// A content type cannot end the header block early: it is sent as
+	// octet-stream, and escaped in X-Qiniu-Mimetype.
+	addr, got := recorder(t, text(200, "text/plain", "ok"))
+	var c Caller
+	_, err := c.Call(context.Background(), addr, ProtocolHandler, "demo", Input{Data: []byte("x"), MIME: "text/plain\r\nX-Evil: 1"})
+	require.NoError(t, err)
+	assert.Equal(t, "application/octet-stream", got.header.Get("Content-Type"))
+	assert.Equal(t, "text/plain%0D%0AX-Evil:%201", got.header.Get(HeaderMimetype))
+	assert.Empty(t, got.header.Get("X-Evil"))
+}
+
+func TestSplitAddr(t *testing.T) {
+	tests := []struct {
+		addr, host, prefix string
+		bad                bool
+	}{
+		{addr: "10.0.0.1:9100", host: "10.0.0.1:9100"},
+		{addr: "[::1]:9100", host: "[::1]:9100"},
+		{addr: "http://10.0.0.1:9100", host: "10.0.0.1:9100"},
+		{addr: "http://10.0.0.1:9100/", host: "10.0.0.1:9100"},
+		{addr: "http://10.0.0.1:9100/p/q/", host: "10.0.0.1:9100", prefix: "/p/q"},
+		{addr: "http://inst", host: "inst:80"},
+		{addr: "", bad: true},
+		{addr: "inst", bad: true},
+		{addr: "https://10.0.0.1:9100", bad: true},
+		{addr: "http://10.0.0.1:9100/?x=1", bad: true},
+		{addr: "http://u:p@10.0.0.1:9100", bad: true},
+		{addr: "http://a b", bad: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.addr, func(t *testing.T) {
+			host, prefix, err := splitAddr(tt.addr)
+			if tt.bad {
+				require.Error(t, err)
+				assert.Equal(t, http.StatusInternalServerError, errs.Status(err))
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.host, host)
+			assert.Equal(t, tt.prefix, prefix)
+		})
+	}
 }
 
 func TestCallSniffsMIME(t *testing.T) {
@@ -380,4 +434,30 @@ func TestCallCustomClient(t *testing.T) {
 	c := Caller{HTTP: &http.Client{Timeout: 50 * time.Millisecond}}
 	_, err := c.Call(context.Background(), addr, ProtocolHandler, "ufop-demo/x", Input{})
 	assert.Equal(t, http.StatusGatewayTimeout, errs.Status(err), "%v", err)
+}
+
+// BenchmarkCall is the gateway's hot path to an instance: a handler call
+// with a 900-byte body and a small answer, with a request deadline.
+func BenchmarkCall(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"hash":"aadc2d89de06297b577b2af074073de1"}`)
+	}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	in := Input{Data: []byte(strings.Repeat("x", 900)), MIME: "text/plain", Bucket: "files", Key: "small.txt", ReqID: "D6KPmS_XWQzmDNNZ"}
+	var c Caller
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			out, err := c.Call(ctx, addr, ProtocolHandler, "demo/md5", in)
+			cancel()
+			if err != nil || len(out.Data) != 43 {
+				b.Fatal(err, len(out.Data))
+			}
+		}
+	})
 }

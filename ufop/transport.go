@@ -125,7 +125,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, contextError(ctx, err)
 		}
 	}
-	resp, retry, err := t.roundTrip(ctx, pc, req, reused)
+	resp, retry, err := t.roundTrip(ctx, pc, sendRequest(req), req, reused)
 	if err == nil || !retry {
 		return resp, err
 	}
@@ -149,17 +149,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(r2)
 		return nil, contextError(ctx, err)
 	}
-	resp, _, err = t.roundTrip(ctx, pc, r2, false)
+	resp, _, err = t.roundTrip(ctx, pc, sendRequest(r2), r2, false)
 	if resp != nil {
 		resp.Request = req
 	}
 	return resp, err
 }
 
-// roundTrip writes req on pc and reads the answer's header. retry reports
-// that pc was a reused connection that failed before any byte of an answer
-// arrived. pc is released or handed to the response body in all cases.
-func (t *Transport) roundTrip(ctx context.Context, pc *persistConn, req *http.Request, reused bool) (resp *http.Response, retry bool, err error) {
+// roundTrip sends a request on pc with send and reads the answer's header.
+// req is the request when it is an *http.Request, nil for a wireRequest.
+// retry reports that pc was a reused connection that failed before any byte
+// of an answer arrived. pc is released or handed to the response body in
+// all cases.
+//
+// No write deadline is set: the abort registered on ctx (which also fires
+// at ctx's deadline) unblocks a stuck write, and saves two deadline updates
+// per call.
+func (t *Transport) roundTrip(ctx context.Context, pc *persistConn, send func(*persistConn) error, req *http.Request, reused bool) (resp *http.Response, retry bool, err error) {
 	var stop func() bool
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, pc.abort)
@@ -172,19 +178,8 @@ func (t *Transport) roundTrip(ctx context.Context, pc *persistConn, req *http.Re
 		pc.close()
 		return nil, false, contextError(ctx, err)
 	}
-	if d, ok := ctx.Deadline(); ok {
-		pc.conn.SetWriteDeadline(d)
-		pc.deadline = true
-	}
 	start := pc.nread
-	bw := writers.Get().(*bufio.Writer)
-	bw.Reset(pc)
-	err = req.Write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	bw.Reset(nil)
-	writers.Put(bw)
+	err = send(pc)
 	if err != nil && pc.werr != nil {
 		err = pc.werr // the connection's error, not the body's
 	}
@@ -219,8 +214,27 @@ func (t *Transport) roundTrip(ctx context.Context, pc *persistConn, req *http.Re
 		resp, _, err = fail(err)
 		return resp, retry, err
 	}
-	keep := resp.ProtoAtLeast(1, 1) && !resp.Close && !req.Close && !hasToken(req.Header["Connection"], "close")
+	keep := resp.ProtoAtLeast(1, 1) && !resp.Close
+	if req != nil {
+		keep = keep && !req.Close && !hasToken(req.Header["Connection"], "close")
+	}
 	return t.wrapResponse(ctx, pc, resp, stop, keep), false, nil
+}
+
+// sendRequest writes req through a pooled buffer, so that the headers and
+// a small body leave in one write.
+func sendRequest(req *http.Request) func(*persistConn) error {
+	return func(pc *persistConn) error {
+		bw := writers.Get().(*bufio.Writer)
+		bw.Reset(pc)
+		err := req.Write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		bw.Reset(nil)
+		writers.Put(bw)
+		return err
+	}
 }
 
 // readResponse reads the final answer to req, skipping 1xx interim ones.
