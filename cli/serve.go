@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -29,6 +30,7 @@ type gatewayFlags struct {
 	pprof   bool
 
 	cacheTotal, cacheObject int64
+	cacheValid              time.Duration
 	cache                   *local.Cache
 }
 
@@ -45,7 +47,8 @@ func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
 	fs.IntVar(&f.img.MaxOutSide, "max-output-side", f.img.MaxOutSide, "largest output image side, pixels")
 	fs.IntVar(&f.img.MaxOutPixels, "max-output-pixels", f.img.MaxOutPixels, "largest output image area, pixels")
 	fs.IntVar(&f.img.MaxGIFFrames, "max-gif-frames", f.img.MaxGIFFrames, "most frames of an animated input")
-	fs.Int64Var(&f.cacheTotal, "source-cache", 64<<20, "bytes of small stored objects kept in memory (validated by a stat on every read; 0: none)")
+	fs.Int64Var(&f.cacheTotal, "source-cache", 64<<20, "bytes of small stored objects kept in memory (0: none)")
+	fs.DurationVar(&f.cacheValid, "source-cache-valid", local.DefaultValid, "how long a cached object is served before its file is checked again (writes through the platform are seen at once; 0: check on every read)")
 	fs.Int64Var(&f.cacheObject, "source-cache-object", 64<<10, "largest object the source cache keeps (large sources are dominated by their processing)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no access log")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (for operators; keep it off on public listeners)")
@@ -59,7 +62,7 @@ func (f *gatewayFlags) bucketOptions() []local.Option {
 		return nil
 	}
 	if f.cache == nil {
-		f.cache = local.NewCache(f.cacheObject, f.cacheTotal)
+		f.cache = local.NewCache(f.cacheObject, f.cacheTotal, f.cacheValid)
 	}
 	return []local.Option{local.WithCache(f.cache)}
 }

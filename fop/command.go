@@ -4,6 +4,8 @@ import "context"
 
 // Blob is the data flowing between steps of a chain.
 type Blob struct {
+	// Data is read-only: a source may be shared with other requests (the
+	// gateway's cache of small objects). Steps return new slices.
 	Data []byte
 	// MIME is the content type of Data ("image/jpeg").
 	MIME string

@@ -319,3 +319,54 @@ func TestConfigValidate(t *testing.T) {
 	_, err = New(c, &storage.Set{}, nil, nil)
 	assert.Error(t, err)
 }
+
+// echoUFOP answers every step with a fixed small result, as a UFOP would.
+type echoUFOP struct{}
+
+func (echoUFOP) Resolve(_ context.Context, cmd fop.Cmd, _ string) (fop.Processor, error) {
+	if cmd.Name != "demo" {
+		return nil, nil
+	}
+	return fop.ProcessorFunc(func(_ context.Context, _ fop.Cmd, in fop.Blob) (fop.Blob, error) {
+		return fop.Blob{Data: []byte(`{"hash":"aadc2d89de06297b577b2af074073de1"}`), MIME: "application/json"}, nil
+	}), nil
+}
+
+// discardWriter is a reusable http.ResponseWriter for benchmarks.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+
+// BenchmarkUFOPStep is the gateway's own work on the UFOP path (the
+// instance call stubbed out): routing, the chain, the cached source,
+// metrics and the answer. bench/ufop.sh measures the whole path.
+func BenchmarkUFOPStep(b *testing.B) {
+	dir := b.TempDir()
+	require.NoError(b, os.WriteFile(filepath.Join(dir, "small.txt"), bytes.Repeat([]byte("x"), 900), 0o644))
+	bk, err := local.New("files", dir, local.WithCache(local.NewCache(64<<10, 1<<20, local.DefaultValid)))
+	require.NoError(b, err)
+	set, err := storage.NewSet(bk)
+	require.NoError(b, err)
+	srv, err := New(NewDefaultConfig(), set, fop.Registry{}, nil, WithUFOPs(echoUFOP{}, func(string) string { return "admin" }))
+	require.NoError(b, err)
+	h := srv.Handler()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := httptest.NewRequest(http.MethodGet, "/files/small.txt?demo/md5", nil)
+		w := &discardWriter{h: http.Header{}}
+		for pb.Next() {
+			clear(w.h)
+			w.code = 0
+			h.ServeHTTP(w, r)
+			if w.code != 0 && w.code != http.StatusOK {
+				b.Fatalf("status %d", w.code)
+			}
+		}
+	})
+}

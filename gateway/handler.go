@@ -190,8 +190,16 @@ func (s *Server) download(c *gin.Context, b storage.Bucket, key string, chain fo
 }
 
 // readAll reads a source of a known size, refusing more than max bytes even
-// if the object grew since it was opened.
+// if the object grew since it was opened. An object held in memory is not
+// copied: steps never modify their input.
 func readAll(r io.Reader, size, max int64) ([]byte, error) {
+	if b, ok := r.(storage.Byteser); ok {
+		data := b.Bytes()
+		if int64(len(data)) > max {
+			return nil, errs.BadRequest("source is over the %d-byte limit of synchronous processing", max)
+		}
+		return data, nil
+	}
 	var buf bytes.Buffer
 	if size > 0 && size <= max {
 		buf.Grow(int(size))

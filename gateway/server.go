@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -89,7 +88,7 @@ func New(cfg Config, buckets storage.Buckets, cmds fop.Registry, log *slog.Logge
 		return nil, err
 	}
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	m := newMetrics()
 	s := &Server{

@@ -58,6 +58,13 @@ type Bucket interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// Byteser is implemented by readers Open returns for objects held in
+// memory: Bytes is the whole object without a copy. The slice is shared
+// with other readers, so it must not be modified.
+type Byteser interface {
+	Bytes() []byte
+}
+
 // Buckets finds a bucket by name.
 type Buckets interface {
 	// Bucket returns the bucket called name, or an error with status

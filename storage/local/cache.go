@@ -13,14 +13,18 @@ import (
 )
 
 // Cache keeps small objects in memory for the gateway's hot path, where one
-// object is read again and again: a hit costs one stat instead of open,
-// fstat, read and close. Every read is validated against the file as it is
-// now (size, modification time, inode), so a changed file is never served
-// stale; this is open_file_cache in nginx, with the content kept too.
+// object is read again and again: a hit costs nothing instead of open, fstat,
+// read and close. An entry is validated against the file as it is now (size,
+// modification time, inode) when it was last checked longer ago than the
+// cache's validity (nginx's open_file_cache_valid, with the content kept
+// too): a file changed behind the bucket's back is served stale for at most
+// that long, while writes and deletes through the bucket drop the entry at
+// once. A validity of 0 stats on every read.
 // One Cache may serve several buckets; it is safe for concurrent use.
 type Cache struct {
 	maxObject int64
 	maxTotal  int64
+	valid     time.Duration
 
 	mu    sync.Mutex
 	total int64
@@ -31,10 +35,11 @@ type Cache struct {
 type cacheKey struct{ root, rel string }
 
 type cacheEntry struct {
-	key  cacheKey
-	id   fileID
-	data []byte
-	obj  storage.Object
+	key     cacheKey
+	id      fileID
+	data    []byte
+	obj     storage.Object
+	checked time.Time // when id was last compared with the file; under Cache.mu
 }
 
 // fileID identifies a version of a file.
@@ -53,10 +58,16 @@ func idOf(fi fs.FileInfo) fileID {
 	return id
 }
 
+// DefaultValid is how long a cached object is served without a stat.
+const DefaultValid = time.Second
+
 // NewCache returns a cache of objects up to maxObject bytes each and
-// maxTotal bytes in all.
-func NewCache(maxObject, maxTotal int64) *Cache {
-	return &Cache{maxObject: maxObject, maxTotal: maxTotal, lru: list.New(), m: map[cacheKey]*list.Element{}}
+// maxTotal bytes in all, checked against their files at most every valid.
+func NewCache(maxObject, maxTotal int64, valid time.Duration) *Cache {
+	if valid < 0 {
+		valid = 0
+	}
+	return &Cache{maxObject: maxObject, maxTotal: maxTotal, valid: valid, lru: list.New(), m: map[cacheKey]*list.Element{}}
 }
 
 // Len is the number of objects held.
@@ -66,7 +77,27 @@ func (c *Cache) Len() int {
 	return c.lru.Len()
 }
 
-func (c *Cache) get(k cacheKey, id fileID) (*cacheEntry, bool) {
+// fresh returns the entry of k if it was checked within the validity.
+func (c *Cache) fresh(k cacheKey, now time.Time) (*cacheEntry, bool) {
+	if c.valid == 0 {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.m[k]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*cacheEntry)
+	if now.Sub(e.checked) >= c.valid {
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	return e, true
+}
+
+// get returns the entry of k if the file still is what it holds (id).
+func (c *Cache) get(k cacheKey, id fileID, now time.Time) (*cacheEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.m[k]
@@ -78,8 +109,18 @@ func (c *Cache) get(k cacheKey, id fileID) (*cacheEntry, bool) {
 		c.removeLocked(el)
 		return nil, false
 	}
+	e.checked = now
 	c.lru.MoveToFront(el)
 	return e, true
+}
+
+// drop forgets k: the bucket wrote or deleted it.
+func (c *Cache) drop(k cacheKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.m[k]; ok {
+		c.removeLocked(el)
+	}
 }
 
 func (c *Cache) put(e *cacheEntry) {
@@ -108,13 +149,30 @@ func (c *Cache) removeLocked(el *list.Element) {
 
 // cachedReader serves an object from memory; it can seek (ranges and
 // conditional requests work as with a file).
-type cachedReader struct{ *bytes.Reader }
+type cachedReader struct {
+	*bytes.Reader
+	data []byte
+}
 
 func (cachedReader) Close() error { return nil }
 
-// openCached is Open through the cache: a hit is one stat; a miss reads
-// the small file whole and keeps it if the file did not change meanwhile.
+// Bytes returns the whole object without a copy (storage.Byteser). The
+// slice is shared by every reader of the object: read-only.
+func (r cachedReader) Bytes() []byte { return r.data }
+
+func newCachedReader(data []byte) cachedReader {
+	return cachedReader{Reader: bytes.NewReader(data), data: data}
+}
+
+// openCached is Open through the cache: a hit checked within the cache's
+// validity costs nothing, an older one a stat; a miss reads the small file
+// whole and keeps it if the file did not change meanwhile.
 func (b *Bucket) openCached(key, rel string) (io.ReadCloser, storage.Object, bool, error) {
+	k := cacheKey{root: b.dir, rel: rel}
+	now := time.Now()
+	if e, ok := b.cache.fresh(k, now); ok {
+		return newCachedReader(e.data), e.obj, true, nil
+	}
 	fi, err := b.root.Stat(rel)
 	if err != nil {
 		return nil, storage.Object{}, false, fsErr(key, err)
@@ -125,10 +183,9 @@ func (b *Bucket) openCached(key, rel string) (io.ReadCloser, storage.Object, boo
 	if fi.Size() > b.cache.maxObject {
 		return nil, storage.Object{}, false, nil // not for the cache
 	}
-	k := cacheKey{root: b.dir, rel: rel}
 	id := idOf(fi)
-	if e, ok := b.cache.get(k, id); ok {
-		return cachedReader{bytes.NewReader(e.data)}, e.obj, true, nil
+	if e, ok := b.cache.get(k, id, now); ok {
+		return newCachedReader(e.data), e.obj, true, nil
 	}
 	f, err := b.root.Open(rel)
 	if err != nil {
@@ -149,7 +206,7 @@ func (b *Bucket) openCached(key, rel string) (io.ReadCloser, storage.Object, boo
 	}
 	obj := object(key, after, typ)
 	if idOf(after) == id && int64(len(data)) == after.Size() && after.Mode().IsRegular() {
-		b.cache.put(&cacheEntry{key: k, id: id, data: data, obj: obj})
+		b.cache.put(&cacheEntry{key: k, id: id, data: data, obj: obj, checked: now})
 	}
-	return cachedReader{bytes.NewReader(data)}, obj, true, nil
+	return newCachedReader(data), obj, true, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/qufop/qufop/errs"
+	"github.com/qufop/qufop/storage"
 )
 
 func readAllKey(t *testing.T, b *Bucket, key string) (string, error) {
@@ -49,7 +50,7 @@ func TestCache(t *testing.T) {
 	os.Symlink(filepath.Join(outside, "secret"), filepath.Join(dir, "out"))
 	os.Mkdir(filepath.Join(dir, "d"), 0o755)
 
-	c := NewCache(50, 60)
+	c := NewCache(50, 60, 0) // validated on every read
 	b, err := New("cached", dir, WithCache(c))
 	if err != nil {
 		t.Fatal(err)
@@ -101,5 +102,71 @@ func TestCache(t *testing.T) {
 	}
 	if _, err := readAllKey(t, b, "sub/b.txt"); errs.Status(err) != 404 {
 		t.Fatalf("deleted object: %v", err)
+	}
+}
+
+func TestCacheValidity(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("one")
+	const valid = 200 * time.Millisecond
+	b, err := New("cached", dir, WithCache(NewCache(50, 60, valid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if got, _ := readAllKey(t, b, "a.txt"); got != "one" {
+		t.Fatalf("first read: %q", got)
+	}
+	// Changed behind the bucket's back: served as cached within the
+	// validity (the point of it: no stat), read again after it.
+	time.Sleep(5 * time.Millisecond)
+	write("two")
+	if got, _ := readAllKey(t, b, "a.txt"); got != "one" && time.Since(start) < valid {
+		t.Fatalf("within the validity: %q, want the cached %q", got, "one")
+	}
+	time.Sleep(valid)
+	if got, _ := readAllKey(t, b, "a.txt"); got != "two" {
+		t.Fatalf("after the validity: %q, want %q", got, "two")
+	}
+	// Writes and deletes through the bucket are seen at once.
+	if _, err := b.Put(context.Background(), "a.txt", strings.NewReader("three")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readAllKey(t, b, "a.txt"); got != "three" {
+		t.Fatalf("after Put: %q", got)
+	}
+	if err := b.Delete(context.Background(), "a.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readAllKey(t, b, "a.txt"); errs.Status(err) != 404 {
+		t.Fatalf("after Delete: %v", err)
+	}
+}
+
+func TestCachedReaderBytes(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("shared"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New("cached", dir, WithCache(NewCache(50, 60, time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a miss, then a hit
+		rc, _, err := b.Open(context.Background(), "a.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs, ok := rc.(storage.Byteser)
+		if !ok || string(bs.Bytes()) != "shared" {
+			t.Fatalf("reader %T: not a Byteser holding the object", rc)
+		}
+		rc.Close()
 	}
 }

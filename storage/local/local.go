@@ -241,6 +241,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader) (storage.Obje
 		return storage.Object{}, errs.Failed(err, "put %q: rename", key)
 	}
 	committed = true
+	b.forget(rel)
 	if d, err := b.root.Open(dir); err == nil { // make the rename durable
 		d.Sync()
 		d.Close()
@@ -272,7 +273,15 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 	if err := b.root.Remove(rel); err != nil {
 		return fsErr(key, err)
 	}
+	b.forget(rel)
 	return nil
+}
+
+// forget drops rel from the cache after the bucket changed it.
+func (b *Bucket) forget(rel string) {
+	if b.cache != nil {
+		b.cache.drop(cacheKey{root: b.dir, rel: rel})
+	}
 }
 
 // checkKey applies storage.CheckKey plus the local rules: the key must be
