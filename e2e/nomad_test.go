@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -15,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qufop/qufop/internal/dockertest"
+	"github.com/qufop/qufop/internal/testutil"
+	"github.com/qufop/qufop/ufop"
 )
 
 // agent is a real `nomad agent -dev` or `consul agent -dev` on loopback.
@@ -107,6 +111,7 @@ func TestRealNomadAndConsul(t *testing.T) {
 		return code == 200
 	}, 60*time.Second, 200*time.Millisecond)
 	t.Logf("resize -n 3 to routed by the gateway: %s", time.Since(start).Round(100*time.Millisecond))
+	checkNomadLogs(t, p, name)
 
 	p.must("build", name, "-f", demoSource(t, demoBin, "handler", `BUILD: "2"`))
 	p.must("chver", name, "-c", "2")
@@ -133,7 +138,83 @@ func TestRealNomadAndConsul(t *testing.T) {
 	<-loadDone
 	t.Logf("upgrade under load: %d requests, %d failed", total.Load(), failed.Load())
 	require.Zero(t, failed.Load())
-	p.must("resize", name, "-n", "0")
+
+	checkUnplaceable(t, p, name, demoBin)
+	// The roll-back of the failed upgrade is a deployment of its own, and
+	// Nomad refuses to scale until it is over (min_healthy_time).
+	require.Eventually(t, func() bool { _, err := p.qufop("resize", name, "-n", "0"); return err == nil },
+		90*time.Second, 2*time.Second, "resize -n 0 after the failed upgrade")
+}
+
+// checkNomadLogs reads the logs of an instance through Nomad (`qufop
+// logs`), then follows them until an interrupt: Consul's health checks
+// add a line every few seconds.
+func checkNomadLogs(t *testing.T, p *platform, name string) {
+	out := p.must("logs", name, "-index", "1")
+	require.Contains(t, out, "ufop-demo listening on", "logs of instance 1")
+
+	var buf testutil.SyncBuffer
+	cmd := exec.Command(p.bin, "logs", name, "-index", "1", "-f")
+	cmd.Env, cmd.Stdout, cmd.Stderr = p.env, &buf, &buf
+	require.NoError(t, cmd.Start())
+	require.Eventually(t, func() bool { return strings.Contains(buf.String(), "listening on") }, 30*time.Second, 100*time.Millisecond)
+	history := strings.Count(buf.String(), "GET /health")
+	require.Eventually(t, func() bool { return strings.Count(buf.String(), "GET /health") > history },
+		60*time.Second, 200*time.Millisecond, "no new line while following:\n%s", buf.String())
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	require.NoError(t, cmd.Wait(), "logs -f ends with Ctrl-C:\n%s", buf.String())
+}
+
+// checkUnplaceable upgrades to a version whose flavor asks for more CPU
+// than the node has: the upgrade fails at once with Nomad's reason, and
+// the running version keeps serving.
+func checkUnplaceable(t *testing.T, p *platform, name, demoBin string) {
+	cpus := nodeCPUMHz(t)/1000 + 1
+	if cpus > ufop.MaxFlavorCPUs {
+		t.Logf("skipping the placement failure: the node has more than %d cores", ufop.MaxFlavorCPUs)
+		return
+	}
+	src := demoSource(t, demoBin, "handler", `BUILD: "3"`)
+	spec, err := os.ReadFile(filepath.Join(src, "ufop.yaml"))
+	require.NoError(t, err)
+	flavor := fmt.Sprintf("flavor: C%dM1", cpus)
+	require.NoError(t, os.WriteFile(filepath.Join(src, "ufop.yaml"), []byte(strings.Replace(string(spec), "flavor: C1M1", flavor, 1)), 0o644))
+	p.must("build", name, "-f", src)
+	p.must("chver", name, "-c", "3")
+	start := time.Now()
+	out := p.fails("upgrade", name, "--timeout", "5m")
+	t.Logf("upgrade to %s failed after %s: %s", flavor, time.Since(start).Round(100*time.Millisecond), out)
+	require.Less(t, time.Since(start), time.Minute, "the placement failure took its time")
+	require.Contains(t, out, fmt.Sprintf("no node could place 1 instance of ufop-%s v3: cpu exhausted on 1 node", name))
+	require.Contains(t, out, "version 2 keeps serving")
+	st := p.state(name)
+	require.Equal(t, 2, st.Deployed)
+	for _, in := range st.Instances {
+		require.Equal(t, 2, in.Version, "instances after the failed upgrade: %+v", st.Instances)
+	}
+	code, _, _ := p.get("/files/note.txt?" + name + "/md5")
+	require.Equal(t, 200, code)
+}
+
+// nodeCPUMHz is the CPU the dev agent's node offers to allocations.
+func nodeCPUMHz(t *testing.T) int {
+	var nodes []struct{ ID string }
+	getJSON(t, "http://127.0.0.1:4646/v1/nodes", &nodes)
+	require.NotEmpty(t, nodes)
+	var node struct {
+		NodeResources struct{ Cpu struct{ CpuShares int } }
+	}
+	getJSON(t, "http://127.0.0.1:4646/v1/node/"+nodes[0].ID, &node)
+	require.Positive(t, node.NodeResources.Cpu.CpuShares)
+	return node.NodeResources.Cpu.CpuShares
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	r, err := http.Get(url)
+	require.NoError(t, err)
+	defer r.Body.Close()
+	require.Equal(t, 200, r.StatusCode, url)
+	require.NoError(t, json.NewDecoder(r.Body).Decode(v), url)
 }
 
 // startPlatformDeps builds the qufop binary and checks Docker and the

@@ -24,7 +24,7 @@ func setup(t *testing.T) (*nomadfake.Server, *nomad.Orchestrator) {
 		t.Fatal(err)
 	}
 	o := nomad.New(c, jobspecs.DefaultOptions())
-	o.PollInterval = 5 * time.Millisecond
+	o.WaitTime = 2 * time.Second
 	return srv, o
 }
 

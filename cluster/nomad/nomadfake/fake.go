@@ -1,6 +1,7 @@
 // Package nomadfake is an in-process fake of the part of the Nomad HTTP API
 // that cluster/nomad uses, modelled on the Nomad 1.6.5 transcripts in
-// shared/reference/api-transcripts (01, 02, 03, 05, 06).
+// shared/reference/api-transcripts (01 to 06b) and on exchanges recorded on
+// a 1.6.5 dev agent (logs, evaluations, placement failures).
 //
 // It listens on 127.0.0.1 only. What it models:
 //
@@ -17,6 +18,18 @@
 //     run but are marked unhealthy (DeploymentStatus.Healthy false), as
 //     Nomad does at healthy_deadline; the deployment keeps running
 //     (default progress_deadline), so the caller has to fail it.
+//   - One client node (NodeID, GET /v1/node/<id>) at NodeAddress. Every
+//     allocation gets its dynamic ports from 20000–32000, shown in the full
+//     allocation (GET /v1/allocation/<id>, AllocatedResources) and not in
+//     the list stubs, as in Nomad. SetNodeResources limits the CPU and
+//     memory allocations may take, SetNodeDrivers the drivers.
+//   - Every write the scheduler acts on creates an evaluation (GET
+//     /v1/evaluation/<id>, /v1/job/<id>/evaluations), complete at once or
+//     after SetEvalDelay. An allocation that does not fit the node is not
+//     placed: the evaluation's FailedTGAllocs say why (DimensionExhausted
+//     "cpu"/"memory", ConstraintFiltered "missing drivers"), its
+//     QueuedAllocations count what is missing, and BlockedEval names a new
+//     "blocked" evaluation.
 //   - POST /v1/deployment/fail/<id> fails it and, with auto_revert, reverts
 //     to the last stable version (a new job version; canaries stopped,
 //     survivors updated in place).
@@ -27,10 +40,15 @@
 //   - DELETE /v1/job/<id>[?purge=true]: stop (new version, Stop true,
 //     status dead, allocations complete at once) and purge (job gone, 404
 //     "job not found", allocations and deployments still listed).
+//   - GET /v1/jobs[?prefix=] lists the jobs (stubs).
+//   - Blocking queries (?index=&wait=) on every read, with an index per
+//     state table (jobs, allocations, deployments, evaluations, nodes).
+//   - Task logs (GET /v1/client/fs/logs/<alloc>), framed or plain, with
+//     follow; tests write them with AppendLog.
 //
-// Not modelled: blocking queries (index/wait are ignored: answers come at
-// once), per-table indexes (one raft-like index for everything), evaluations,
-// the 6-version limit, rescheduling, shutdown delays, Consul.
+// Not modelled: the 6-version limit, rescheduling, shutdown delays,
+// unblocking a blocked evaluation when capacity frees up, log rotation,
+// Consul.
 package nomadfake
 
 import (
@@ -41,6 +59,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,6 +97,24 @@ type Server struct {
 	healthDelay time.Duration
 	unhealthy   map[string]bool
 	now         func() time.Time
+
+	// changed is closed (and replaced) on every index bump and log append:
+	// blocked queries and log followers wait on it.
+	changed chan struct{}
+	// deleted is the index of the last deletion from a table (a purge),
+	// which raises the table's index as in Nomad's state store.
+	deleted map[table]uint64
+
+	evals      map[string]*eval
+	evalDelay  time.Duration
+	evaluating *eval // the evaluation of the write being handled
+
+	// The node: its index, what it offers (0: unlimited) and its drivers.
+	nodeIndex uint64
+	capacity  demand
+	drivers   []string
+
+	logs map[string]map[string][]byte // by allocation, then "stdout"/"stderr"
 }
 
 type job struct {
@@ -97,11 +134,19 @@ type alloc struct {
 	index   int
 	// deploymentID is not in Nomad's list stub, only in the full alloc.
 	deploymentID string
+	// What the allocation takes from the node, and its ports (host port
+	// and the port in the container), in the full alloc only too.
+	demand demand
+	ports  []api.PortMapping
 }
 
 // New starts a fake Nomad agent on 127.0.0.1.
 func New() *Server {
-	s := &Server{jobs: map[string]*job{}, unhealthy: map[string]bool{}, now: time.Now, index: 10}
+	s := &Server{
+		jobs: map[string]*job{}, unhealthy: map[string]bool{}, now: time.Now, index: 10,
+		changed: make(chan struct{}), deleted: map[table]uint64{}, evals: map[string]*eval{},
+		nodeIndex: 10, drivers: []string{"docker", "exec"}, logs: map[string]map[string][]byte{},
+	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -194,7 +239,13 @@ func (j *job) deployment(id string) *api.Deployment {
 	return nil
 }
 
-func (s *Server) next() uint64 { s.index++; return s.index }
+// next raises the index for a change and releases the queries that wait
+// for one.
+func (s *Server) next() uint64 {
+	s.index++
+	s.wake()
+	return s.index
+}
 
 func uuid() string {
 	var b [16]byte
@@ -217,46 +268,69 @@ func copyJob(j *api.Job) *api.Job {
 // ---- HTTP ----
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	p := strings.TrimPrefix(r.URL.Path, "/v1/")
+	if strings.HasPrefix(p, "client/fs/logs/") && r.Method == http.MethodGet {
+		s.serveLogs(w, r) // streams: takes the lock only to read
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.advance()
-
-	p := strings.TrimPrefix(r.URL.Path, "/v1/")
+	if t, ok := readTable(p); ok && r.Method == http.MethodGet {
+		if err := s.block(r, t); err != nil {
+			writeErr(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		w.Header().Set("X-Nomad-Index", strconv.FormatUint(s.tableIndex(t), 10))
+	}
 	write := r.Method == http.MethodPut || r.Method == http.MethodPost
 	switch {
 	case p == "jobs" && write:
 		s.register(w, r, "")
+	case p == "jobs" && r.Method == http.MethodGet:
+		s.listJobs(w, r.URL.Query().Get("prefix"))
 	case strings.HasPrefix(p, "job/"):
-		rest := strings.TrimPrefix(p, "job/")
-		id, sub, _ := strings.Cut(rest, "/")
-		switch {
-		case sub == "" && r.Method == http.MethodGet:
-			s.getJob(w, id)
-		case sub == "" && write:
-			s.register(w, r, id)
-		case sub == "" && r.Method == http.MethodDelete:
-			s.deregister(w, r, id)
-		case sub == "scale" && write:
-			s.scale(w, r, id)
-		case sub == "allocations" && r.Method == http.MethodGet:
-			s.listAllocs(w, id)
-		case sub == "deployment" && r.Method == http.MethodGet:
-			s.latestDeployment(w, id)
-		case sub == "deployments" && r.Method == http.MethodGet:
-			s.listDeployments(w, id)
-		case sub == "versions" && r.Method == http.MethodGet:
-			s.versions(w, id)
-		default:
-			http.NotFound(w, r)
-		}
+		s.serveJob(w, r, strings.TrimPrefix(p, "job/"))
 	case strings.HasPrefix(p, "allocation/") && r.Method == http.MethodGet:
 		s.getAlloc(w, strings.TrimPrefix(p, "allocation/"))
+	case strings.HasPrefix(p, "evaluation/") && r.Method == http.MethodGet:
+		s.getEval(w, strings.TrimPrefix(p, "evaluation/"))
+	case strings.HasPrefix(p, "node/") && r.Method == http.MethodGet:
+		s.getNode(w, strings.TrimPrefix(p, "node/"))
 	case strings.HasPrefix(p, "deployment/promote/") && write:
 		s.promote(w, r, strings.TrimPrefix(p, "deployment/promote/"))
 	case strings.HasPrefix(p, "deployment/fail/") && write:
 		s.fail(w, strings.TrimPrefix(p, "deployment/fail/"))
 	case strings.HasPrefix(p, "deployment/") && r.Method == http.MethodGet:
 		s.getDeployment(w, strings.TrimPrefix(p, "deployment/"))
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// serveJob routes /v1/job/<id>[/<sub>].
+func (s *Server) serveJob(w http.ResponseWriter, r *http.Request, rest string) {
+	id, sub, _ := strings.Cut(rest, "/")
+	get := r.Method == http.MethodGet
+	switch {
+	case sub == "" && get:
+		s.getJob(w, id)
+	case sub == "" && (r.Method == http.MethodPut || r.Method == http.MethodPost):
+		s.register(w, r, id)
+	case sub == "" && r.Method == http.MethodDelete:
+		s.deregister(w, r, id)
+	case sub == "scale" && (r.Method == http.MethodPut || r.Method == http.MethodPost):
+		s.scale(w, r, id)
+	case sub == "allocations" && get:
+		s.listAllocs(w, id)
+	case sub == "deployment" && get:
+		s.latestDeployment(w, id)
+	case sub == "deployments" && get:
+		s.listDeployments(w, id)
+	case sub == "versions" && get:
+		s.versions(w, id)
+	case sub == "evaluations" && get:
+		s.listEvals(w, id)
 	default:
 		http.NotFound(w, r)
 	}
@@ -281,10 +355,11 @@ func encode(v any) []byte {
 	return b
 }
 
+// readOK answers a read; serve has set X-Nomad-Index (the index of the
+// table read).
 func (s *Server) readOK(w http.ResponseWriter, v any) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("X-Nomad-Index", strconv.FormatUint(s.index, 10))
 	h.Set("X-Nomad-Knownleader", "true")
 	h.Set("X-Nomad-Lastcontact", "0")
 	w.WriteHeader(http.StatusOK)
@@ -293,7 +368,6 @@ func (s *Server) readOK(w http.ResponseWriter, v any) {
 
 func (s *Server) readErr(w http.ResponseWriter, code int, msg string) {
 	h := w.Header()
-	h.Set("X-Nomad-Index", strconv.FormatUint(s.index, 10))
 	h.Set("X-Nomad-Knownleader", "true")
 	h.Set("X-Nomad-Lastcontact", "0")
 	writeErr(w, code, msg)
@@ -384,32 +458,64 @@ func (s *Server) listAllocs(w http.ResponseWriter, id string) {
 	s.readOK(w, out)
 }
 
-func (s *Server) getAlloc(w http.ResponseWriter, id string) {
+// findAlloc returns the allocation id and the job version it runs.
+func (s *Server) findAlloc(id string) (*alloc, *api.Job) {
 	for _, j := range s.jobs {
 		for _, a := range j.allocs {
 			if a.stub.ID != id {
 				continue
 			}
-			var jv *api.Job
 			for _, v := range j.versions {
 				if *v.Version == a.stub.JobVersion {
-					jv = v
+					return a, v
 				}
 			}
-			st := a.stub
-			s.readOK(w, api.Allocation{
-				ID: st.ID, Namespace: st.Namespace, EvalID: st.EvalID, Name: st.Name,
-				NodeID: st.NodeID, NodeName: st.NodeName, JobID: st.JobID, Job: jv,
-				TaskGroup: st.TaskGroup, DesiredStatus: st.DesiredStatus,
-				ClientStatus: st.ClientStatus, ClientDescription: st.ClientDescription,
-				TaskStates: st.TaskStates, DeploymentStatus: st.DeploymentStatus,
-				CreateIndex: st.CreateIndex, ModifyIndex: st.ModifyIndex,
-				AllocModifyIndex: st.ModifyIndex, CreateTime: st.CreateTime, ModifyTime: st.ModifyTime,
-			})
-			return
+			return a, nil
 		}
 	}
-	s.readErr(w, http.StatusNotFound, ErrAllocNotFound)
+	return nil, nil
+}
+
+func (s *Server) getAlloc(w http.ResponseWriter, id string) {
+	a, jv := s.findAlloc(id)
+	if a == nil {
+		s.readErr(w, http.StatusNotFound, ErrAllocNotFound)
+		return
+	}
+	st := a.stub
+	task := "task"
+	if jv != nil {
+		task = taskName(jv)
+	}
+	s.readOK(w, api.Allocation{
+		ID: st.ID, Namespace: st.Namespace, EvalID: st.EvalID, Name: st.Name,
+		NodeID: st.NodeID, NodeName: st.NodeName, JobID: st.JobID, Job: jv,
+		TaskGroup: st.TaskGroup, AllocatedResources: a.allocatedResources(task),
+		DesiredStatus: st.DesiredStatus, DesiredDescription: st.DesiredDescription,
+		ClientStatus: st.ClientStatus, ClientDescription: st.ClientDescription,
+		TaskStates: st.TaskStates, DeploymentID: a.deploymentID, DeploymentStatus: st.DeploymentStatus,
+		CreateIndex: st.CreateIndex, ModifyIndex: st.ModifyIndex,
+		AllocModifyIndex: st.CreateIndex, CreateTime: st.CreateTime, ModifyTime: st.ModifyTime,
+	})
+}
+
+// listJobs answers GET /v1/jobs[?prefix=], sorted by ID.
+func (s *Server) listJobs(w http.ResponseWriter, prefix string) {
+	out := []api.JobListStub{}
+	for _, j := range s.jobs {
+		if j.purged || !strings.HasPrefix(j.id, prefix) {
+			continue
+		}
+		v := j.latest()
+		out = append(out, api.JobListStub{
+			ID: j.id, Name: *v.Name, Namespace: *v.Namespace, Type: *v.Type, Priority: 50,
+			Status: *v.Status, Stop: *v.Stop, Datacenters: v.Datacenters, Meta: v.Meta,
+			CreateIndex: *v.CreateIndex, ModifyIndex: *v.ModifyIndex, JobModifyIndex: *v.JobModifyIndex,
+			SubmitTime: *v.SubmitTime,
+		})
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	s.readOK(w, out)
 }
 
 func (s *Server) latestDeployment(w http.ResponseWriter, id string) {
@@ -518,14 +624,27 @@ func taskName(v *api.Job) string {
 	return "task"
 }
 
+// place starts an allocation of v with name index [index] on the node, as
+// a canary of dep or part of it, if it fits; otherwise it records why in
+// the evaluation being made and places nothing.
 func (s *Server) place(j *job, v *api.Job, index int, dep *api.Deployment, canary bool) *alloc {
+	g := v.TaskGroups[0]
+	d, driver := groupDemand(v)
+	if constraint, dim := s.misfit(d, driver); constraint != "" || dim != "" {
+		s.unplaced(*g.Name, taskName(v), d, constraint, dim)
+		return nil
+	}
 	now := s.now()
 	ix := s.next()
-	a := &alloc{index: index, image: image(v), readyAt: now.Add(s.healthDelay)}
+	a := &alloc{index: index, image: image(v), readyAt: now.Add(s.healthDelay), demand: d, ports: s.assignPorts(v)}
+	evalID := uuid()
+	if s.evaluating != nil {
+		evalID = s.evaluating.ev.ID
+	}
 	a.stub = api.AllocationListStub{
-		ID: uuid(), EvalID: uuid(), Name: fmt.Sprintf("%s.%s[%d]", j.id, *v.TaskGroups[0].Name, index),
-		Namespace: "default", NodeID: "00000000-0000-4000-8000-000000000001", NodeName: "fake",
-		JobID: j.id, JobType: "service", JobVersion: *v.Version, TaskGroup: *v.TaskGroups[0].Name,
+		ID: uuid(), EvalID: evalID, Name: fmt.Sprintf("%s.%s[%d]", j.id, *g.Name, index),
+		Namespace: "default", NodeID: NodeID, NodeName: NodeName,
+		JobID: j.id, JobType: "service", JobVersion: *v.Version, TaskGroup: *g.Name,
 		DesiredStatus: api.AllocDesiredStatusRun, ClientStatus: api.AllocClientStatusPending,
 		TaskStates: map[string]*api.TaskState{taskName(v): {State: "pending", Events: []*api.TaskEvent{
 			{Type: api.TaskReceived, Time: now.UnixNano(), DisplayMessage: "Task received by client", Details: map[string]string{}},
@@ -539,6 +658,7 @@ func (s *Server) place(j *job, v *api.Job, index int, dep *api.Deployment, canar
 		if canary {
 			st.PlacedCanaries = append(st.PlacedCanaries, a.stub.ID)
 		}
+		dep.ModifyIndex = ix
 		a.deploymentID = dep.ID
 	}
 	j.allocs = append(j.allocs, a)
@@ -591,61 +711,86 @@ func (s *Server) newDeployment(j *job, v *api.Job, canary int) *api.Deployment {
 	return d
 }
 
-// advance moves pending allocations to running and finishes deployments.
+// advance applies what time brings: pending allocations start (and become
+// healthy or not), deployments count them and succeed, evaluations
+// complete.
 func (s *Server) advance() {
 	now := s.now()
 	for _, j := range s.jobs {
 		for _, a := range j.allocs {
-			if a.stub.ClientStatus != api.AllocClientStatusPending || a.stub.DesiredStatus != api.AllocDesiredStatusRun || now.Before(a.readyAt) {
-				continue
-			}
-			ix := s.next()
-			a.stub.ClientStatus = api.AllocClientStatusRunning
-			a.stub.ClientDescription = "Tasks are running"
-			a.stub.ModifyIndex = ix
-			a.stub.ModifyTime = now.UnixNano()
-			for _, ts := range a.stub.TaskStates {
-				ts.State = "running"
-				ts.StartedAt = now
-				ts.Events = append(ts.Events, &api.TaskEvent{Type: api.TaskStarted, Time: now.UnixNano(), DisplayMessage: "Task started by client", Details: map[string]string{}})
-			}
-			if a.stub.DeploymentStatus != nil {
-				healthy := !s.unhealthy[a.image]
-				a.stub.DeploymentStatus.Healthy = &healthy
-				a.stub.DeploymentStatus.Timestamp = now
-				a.stub.DeploymentStatus.ModifyIndex = ix
-				if !healthy {
-					for _, ts := range a.stub.TaskStates {
-						ts.Events = append(ts.Events, &api.TaskEvent{Type: "Alloc Unhealthy", Time: now.UnixNano(), DisplayMessage: "Task not running for min_healthy_time by healthy_deadline", Details: map[string]string{}})
-					}
-				}
+			if a.stub.ClientStatus == api.AllocClientStatusPending && a.stub.DesiredStatus == api.AllocDesiredStatusRun && !now.Before(a.readyAt) {
+				s.start(a, now)
 			}
 		}
 		for _, d := range j.deployments {
-			if d.Status != api.DeploymentStatusRunning {
+			if d.Status == api.DeploymentStatusRunning {
+				s.tally(j, d)
+			}
+		}
+	}
+	for _, e := range s.evals {
+		if e.ev.Status == api.EvalStatusPending && !now.Before(e.doneAt) {
+			s.complete(e)
+		}
+	}
+}
+
+// start runs a pending allocation; in a deployment it is healthy at once
+// unless its image was passed to SetUnhealthy.
+func (s *Server) start(a *alloc, now time.Time) {
+	ix := s.next()
+	a.stub.ClientStatus = api.AllocClientStatusRunning
+	a.stub.ClientDescription = "Tasks are running"
+	a.stub.ModifyIndex = ix
+	a.stub.ModifyTime = now.UnixNano()
+	for _, ts := range a.stub.TaskStates {
+		ts.State = "running"
+		ts.StartedAt = now
+		ts.Events = append(ts.Events, &api.TaskEvent{Type: api.TaskStarted, Time: now.UnixNano(), DisplayMessage: "Task started by client", Details: map[string]string{}})
+	}
+	if a.stub.DeploymentStatus == nil {
+		return
+	}
+	healthy := !s.unhealthy[a.image]
+	a.stub.DeploymentStatus.Healthy = &healthy
+	a.stub.DeploymentStatus.Timestamp = now
+	a.stub.DeploymentStatus.ModifyIndex = ix
+	if !healthy {
+		for _, ts := range a.stub.TaskStates {
+			ts.Events = append(ts.Events, &api.TaskEvent{Type: "Alloc Unhealthy", Time: now.UnixNano(), DisplayMessage: "Task not running for min_healthy_time by healthy_deadline", Details: map[string]string{}})
+		}
+	}
+}
+
+// tally counts the healthy and unhealthy allocations of a running
+// deployment (a new deployment index when they change) and marks it
+// successful, and its job version stable, once all are healthy.
+func (s *Server) tally(j *job, d *api.Deployment) {
+	for name, st := range d.TaskGroups {
+		healthy, unhealthy := 0, 0
+		for _, a := range j.allocs {
+			if a.deploymentID != d.ID || a.stub.TaskGroup != name || a.stub.DeploymentStatus == nil || a.stub.DeploymentStatus.Healthy == nil {
 				continue
 			}
-			for name, st := range d.TaskGroups {
-				st.HealthyAllocs, st.UnhealthyAllocs = 0, 0
-				for _, a := range j.allocs {
-					if a.deploymentID != d.ID || a.stub.TaskGroup != name || a.stub.DeploymentStatus == nil || a.stub.DeploymentStatus.Healthy == nil {
-						continue
-					}
-					if *a.stub.DeploymentStatus.Healthy {
-						st.HealthyAllocs++
-					} else {
-						st.UnhealthyAllocs++
-					}
-				}
-				if (st.DesiredCanaries == 0 || st.Promoted) && st.HealthyAllocs >= st.DesiredTotal {
-					d.Status = api.DeploymentStatusSuccessful
-					d.StatusDescription = descSuccessful
-					d.ModifyIndex = s.next()
-					for _, v := range j.versions {
-						if *v.Version == d.JobVersion {
-							v.Stable = new(true)
-						}
-					}
+			if *a.stub.DeploymentStatus.Healthy {
+				healthy++
+			} else {
+				unhealthy++
+			}
+		}
+		if healthy != st.HealthyAllocs || unhealthy != st.UnhealthyAllocs {
+			st.HealthyAllocs, st.UnhealthyAllocs = healthy, unhealthy
+			d.ModifyIndex = s.next()
+		}
+		if (st.DesiredCanaries == 0 || st.Promoted) && st.HealthyAllocs >= st.DesiredTotal {
+			ix := s.next()
+			d.Status = api.DeploymentStatusSuccessful
+			d.StatusDescription = descSuccessful
+			d.ModifyIndex = ix
+			for _, v := range j.versions {
+				if *v.Version == d.JobVersion {
+					v.Stable = new(true)
+					v.ModifyIndex = new(ix)
 				}
 			}
 		}

@@ -90,16 +90,23 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, pathID string)
 		}
 	}
 	if prev != nil && !*prev.Stop && spec(prev) == spec(v) && groupCount(prev) == groupCount(v) {
-		// Unchanged: no new version, no evaluation of consequence.
+		// Unchanged: no new version, but an evaluation that tries again to
+		// place what is missing (as Nomad does for allocations that did not
+		// fit before), unless canaries wait for their promotion.
 		ix := s.next()
-		writeOK(w, ix, registerResponse{EvalCreateIndex: ix, EvalID: uuid(), Index: ix, JobModifyIndex: *prev.JobModifyIndex})
+		e := s.evaluate(prev, "job-register", ix, func() {
+			if d := j.activeDeployment(); d == nil || !awaitsPromotion(d) {
+				s.follow(j, prev, d)
+			}
+		})
+		writeOK(w, ix, registerResponse{EvalCreateIndex: ix, EvalID: e.ev.ID, Index: ix, JobModifyIndex: *prev.JobModifyIndex})
 		return
 	}
 	ix := s.next()
 	s.stamp(j, v, prev, ix, false)
 	j.versions = append(j.versions, v)
-	s.reconcile(j, prev, v)
-	writeOK(w, ix, registerResponse{EvalCreateIndex: ix, EvalID: uuid(), Index: ix, JobModifyIndex: ix})
+	e := s.evaluate(v, "job-register", ix, func() { s.reconcile(j, prev, v) })
+	writeOK(w, ix, registerResponse{EvalCreateIndex: ix, EvalID: e.ev.ID, Index: ix, JobModifyIndex: ix})
 }
 
 // stamp sets the server-side fields of a new job version.
@@ -257,12 +264,13 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request, id string) {
 	jm := s.next()
 	s.stamp(j, v, cur, jm, *cur.Stop)
 	j.versions = append(j.versions, v)
-	if !*v.Stop {
-		s.inPlace(j, v)
-	}
-	ev := s.next()
+	e := s.evaluate(v, "job-scaling", s.next(), func() {
+		if !*v.Stop {
+			s.inPlace(j, v)
+		}
+	})
 	ix := s.next()
-	writeOK(w, ix, registerResponse{EvalCreateIndex: ev, EvalID: uuid(), Index: ix, JobModifyIndex: jm, KnownLeader: true})
+	writeOK(w, ix, registerResponse{EvalCreateIndex: e.ev.CreateIndex, EvalID: e.ev.ID, Index: ix, JobModifyIndex: jm, KnownLeader: true})
 }
 
 func (s *Server) deregister(w http.ResponseWriter, r *http.Request, id string) {
@@ -277,9 +285,11 @@ func (s *Server) deregister(w http.ResponseWriter, r *http.Request, id string) {
 	v := copyJob(cur)
 	s.stamp(j, v, cur, ix, true)
 	j.versions = append(j.versions, v)
-	for _, a := range j.liveAllocs() {
-		s.stopAlloc(a, "alloc not needed due to job update")
-	}
+	e := s.evaluate(v, "job-deregister", ix, func() {
+		for _, a := range j.liveAllocs() {
+			s.stopAlloc(a, "alloc not needed due to job update")
+		}
+	})
 	for _, d := range j.deployments {
 		if d.Status == api.DeploymentStatusRunning || d.Status == api.DeploymentStatusPaused {
 			d.Status = api.DeploymentStatusCancelled
@@ -289,8 +299,9 @@ func (s *Server) deregister(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	if purge {
 		j.purged = true
+		s.deleted[tableJobs] = s.next()
 	}
-	writeOK(w, ix, deregisterResponse{EvalCreateIndex: ix, EvalID: uuid(), Index: ix, JobModifyIndex: ix})
+	writeOK(w, ix, deregisterResponse{EvalCreateIndex: ix, EvalID: e.ev.ID, Index: ix, JobModifyIndex: ix})
 }
 
 func (s *Server) promote(w http.ResponseWriter, r *http.Request, id string) {
@@ -333,17 +344,31 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request, id string) {
 	for _, st := range d.TaskGroups {
 		st.Promoted = true
 	}
-	for _, a := range j.liveAllocs() {
-		if a.stub.JobVersion != d.JobVersion {
-			s.stopAlloc(a, "alloc is being updated due to job update")
-		} else if a.stub.DeploymentStatus != nil {
-			a.stub.DeploymentStatus.Canary = false
+	if v == nil {
+		v = j.latest()
+	}
+	e := s.evaluate(v, "deployment-watcher", ix, func() {
+		for _, a := range j.liveAllocs() {
+			if a.stub.JobVersion != d.JobVersion {
+				s.stopAlloc(a, "alloc is being updated due to job update")
+			} else if a.stub.DeploymentStatus != nil {
+				a.stub.DeploymentStatus.Canary = false
+				a.stub.ModifyIndex = ix
+			}
+		}
+		s.follow(j, v, d)
+	})
+	writeOK(w, ix, deploymentUpdateResponse{DeploymentModifyIndex: ix, EvalCreateIndex: ix, EvalID: e.ev.ID, Index: ix})
+}
+
+// awaitsPromotion says whether d has canaries that are not promoted yet.
+func awaitsPromotion(d *api.Deployment) bool {
+	for _, st := range d.TaskGroups {
+		if st.DesiredCanaries > 0 && !st.Promoted {
+			return true
 		}
 	}
-	if v != nil {
-		s.follow(j, v, d)
-	}
-	writeOK(w, ix, deploymentUpdateResponse{DeploymentModifyIndex: ix, EvalCreateIndex: ix, EvalID: uuid(), Index: ix})
+	return false
 }
 
 func contains(list []string, s string) bool {
@@ -369,34 +394,50 @@ func (s *Server) fail(w http.ResponseWriter, id string) {
 	d.Status = api.DeploymentStatusFailed
 	d.StatusDescription = descMarkedFailed
 	d.ModifyIndex = ix
+	stable := stableBefore(j, d)
+	var reverted *uint64
+	e := s.evaluate(j.latest(), "deployment-watcher", ix, func() {
+		if stable != nil {
+			reverted = s.revert(j, d, stable)
+		}
+	})
+	writeOK(w, ix, deploymentUpdateResponse{DeploymentModifyIndex: ix, EvalCreateIndex: ix, EvalID: e.ev.ID, Index: ix, RevertedJobVersion: reverted})
+}
+
+// stableBefore is the version a failed deployment d reverts to: the last
+// stable one before it, if d's groups auto-revert.
+func stableBefore(j *job, d *api.Deployment) *api.Job {
 	revert := false
 	for _, st := range d.TaskGroups {
 		revert = revert || st.AutoRevert
 	}
-	var reverted *uint64
+	if !revert || j.purged {
+		return nil
+	}
 	var stable *api.Job
-	if revert && !j.purged {
-		for _, v := range j.versions {
-			if *v.Version < d.JobVersion && *v.Stable && !*v.Stop {
-				stable = v
-			}
+	for _, v := range j.versions {
+		if *v.Version < d.JobVersion && *v.Stable && !*v.Stop {
+			stable = v
 		}
 	}
-	if stable != nil {
-		reverted = new(*stable.Version)
-		d.StatusDescription += fmt.Sprintf(" - rolling back to job version %d", *stable.Version)
-		for _, a := range j.liveAllocs() {
-			if a.stub.JobVersion == d.JobVersion {
-				s.stopAlloc(a, "alloc is being updated due to job update")
-			}
+	return stable
+}
+
+// revert stops d's allocations and registers a copy of stable as a new
+// job version, which the surviving allocations move to in place.
+func (s *Server) revert(j *job, d *api.Deployment, stable *api.Job) *uint64 {
+	d.StatusDescription += fmt.Sprintf(" - rolling back to job version %d", *stable.Version)
+	for _, a := range j.liveAllocs() {
+		if a.stub.JobVersion == d.JobVersion {
+			s.stopAlloc(a, "alloc is being updated due to job update")
 		}
-		cur := j.latest()
-		v := copyJob(stable)
-		// The revert keeps the current count (PreserveCounts-like).
-		v.TaskGroups[0].Count = new(groupCount(cur))
-		s.stamp(j, v, cur, s.next(), false)
-		j.versions = append(j.versions, v)
-		s.inPlace(j, v)
 	}
-	writeOK(w, ix, deploymentUpdateResponse{DeploymentModifyIndex: ix, EvalCreateIndex: ix, EvalID: uuid(), Index: ix, RevertedJobVersion: reverted})
+	cur := j.latest()
+	v := copyJob(stable)
+	// The revert keeps the current count (PreserveCounts-like).
+	v.TaskGroups[0].Count = new(groupCount(cur))
+	s.stamp(j, v, cur, s.next(), false)
+	j.versions = append(j.versions, v)
+	s.inPlace(j, v)
+	return new(*stable.Version)
 }
