@@ -55,6 +55,13 @@ bench: build
 bench-ufop: build
 	bash bench/ufop.sh
 
+# The image qufop/qufop:dev from bin/qufop, pulling nothing (FROM scratch
+# with the libraries the binary links); the Dockerfile makes it where base
+# images can be pulled. See jobspecs/README.md.
+.PHONY: image-local
+image-local: build services
+	bash .ci/image-local.sh
+
 # dockerd and Debian's docker-registry on 127.0.0.1:5000, as CI starts them.
 services: deps
 	@[ -n "$(SKIP_SERVICES)" ] || bash .ci/services.sh

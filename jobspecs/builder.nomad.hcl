@@ -22,7 +22,7 @@ variable "datacenters" {
 variable "image" {
   description = "qufop image, present on the client (a tag other than latest: Nomad would try to pull latest)."
   type        = string
-  default     = "qufop:dev"
+  default     = "qufop/qufop:dev"
 }
 
 variable "port" {
@@ -98,9 +98,12 @@ job "qufop-builder" {
   datacenters = var.datacenters
   type        = "service"
 
-  # Builds go through the node's Docker daemon.
+  # Builds go through the node's Docker daemon, whose socket the task binds:
+  # only nodes whose docker plugin allows host volumes. (A node without
+  # Docker is filtered out by the task's driver already; its attribute
+  # driver.docker is "1", not "true".)
   constraint {
-    attribute = "$${attr.driver.docker}"
+    attribute = "$${attr.driver.docker.volumes.enabled}"
     value     = "true"
   }
 
@@ -154,6 +157,9 @@ job "qufop-builder" {
 
     task "builder" {
       driver = "docker"
+      # The image runs as uid 10001; the builder needs the node's Docker
+      # socket (root:docker, 0660), which gives root on the node anyway.
+      user = "root"
       # SIGTERM: the management API stops taking requests and finishes the
       # ones in flight (up to 20s) before exiting.
       kill_signal    = "SIGTERM"
@@ -180,7 +186,7 @@ job "qufop-builder" {
         # The node's Docker daemon builds and pushes the images
         # (DOCKER_HOST defaults to this socket).
         volumes = ["/var/run/docker.sock:/var/run/docker.sock"]
-        command = "qufop"
+        # The image's entrypoint is qufop: args are its arguments.
         args = concat(
           [
             "builder",

@@ -7,7 +7,7 @@
 # or DNS round robin in front of the nodes' port var.port.
 #
 #   nomad job run jobspecs/gateway.nomad.hcl
-#   nomad job run -var 'image=qufop:v0.4.0' -var 'buckets=["demo","photos"]' jobspecs/gateway.nomad.hcl
+#   nomad job run -var 'image=qufop/qufop:v0.4.0' -var 'buckets=["demo","photos"]' jobspecs/gateway.nomad.hcl
 #
 # Needs on each client (nodes without them are skipped, not failed):
 #   - the Docker driver, with the image var.image present locally (force_pull
@@ -26,7 +26,7 @@ variable "datacenters" {
 variable "image" {
   description = "qufop image, present on every client (a tag other than latest: Nomad would try to pull latest)."
   type        = string
-  default     = "qufop:dev"
+  default     = "qufop/qufop:dev"
 }
 
 variable "port" {
@@ -183,7 +183,7 @@ job "qufop-gateway" {
         # instances (registered with the node's address) directly, and UFOP
         # instances fetch /uop inputs from the advertised node address.
         network_mode = "host"
-        command      = "qufop"
+        # The image's entrypoint is qufop: args are its arguments.
         args = concat(
           [
             "gateway",
