@@ -51,6 +51,7 @@ func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
 	fs.DurationVar(&f.cacheValid, "source-cache-valid", local.DefaultValid, "how long a cached object is served before its file is checked again (writes through the platform are seen at once; 0: check on every read)")
 	fs.Int64Var(&f.cacheObject, "source-cache-object", 64<<10, "largest object the source cache keeps (large sources are dominated by their processing)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no access log")
+	fs.BoolVar(&f.gw.FastFront, "fast-front", f.gw.FastFront, "serve connections that start with a UFOP processing URL with fasthttp (a client leaving is not noticed there)")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (for operators; keep it off on public listeners)")
 	return f
 }

@@ -24,6 +24,9 @@ type Config struct {
 	MaxSourceBytes int64
 	// ShutdownTimeout is how long in-flight requests get on stop.
 	ShutdownTimeout time.Duration
+	// FastFront serves connections that start with a UFOP processing URL
+	// with fasthttp instead of net/http (see front.go).
+	FastFront bool
 }
 
 // NewDefaultConfig returns the defaults: one worker per core, a queue four
@@ -38,6 +41,7 @@ func NewDefaultConfig() Config {
 		RequestTimeout:  30 * time.Second,
 		MaxSourceBytes:  20 << 20,
 		ShutdownTimeout: 20 * time.Second,
+		FastFront:       true,
 	}
 }
 

@@ -50,29 +50,54 @@ func (s *Server) object(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(fop.WithReqID(c.Request.Context(), c.GetString(ctxReqID)), s.cfg.RequestTimeout)
 	defer cancel()
-
-	rc, obj, err := b.Open(ctx, key)
+	res, err := s.run(ctx, b, key, chain, steps, c.GetHeader("If-None-Match"))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
+	if res.notModified {
+		c.Header("ETag", res.etag)
+		c.Status(http.StatusNotModified)
+		return
+	}
+	h := c.Writer.Header()
+	if res.blob.NoStore {
+		h.Set("Cache-Control", "no-store")
+	} else if res.etag != "" {
+		h.Set("ETag", res.etag)
+	}
+	if d := attachment(chain); d != "" {
+		h.Set("Content-Disposition", d)
+	}
+	c.Data(http.StatusOK, res.blob.MIME, res.blob.Data)
+}
+
+// result is a processed chain, for either front to write.
+type result struct {
+	blob        fop.Blob
+	etag        string // of the result; "" if the source has none
+	notModified bool   // ifNoneMatch matched etag: nothing was run
+}
+
+// run reads the source at key and runs the resolved steps of chain on it.
+func (s *Server) run(ctx context.Context, b storage.Bucket, key string, chain fop.Chain, steps []stepProc, ifNoneMatch string) (result, error) {
+	rc, obj, err := b.Open(ctx, key)
+	if err != nil {
+		return result{}, err
+	}
 	defer rc.Close()
 	if obj.Size > s.cfg.MaxSourceBytes {
-		s.fail(c, errs.BadRequest("source is %d bytes, over the %d-byte limit of synchronous processing", obj.Size, s.cfg.MaxSourceBytes))
-		return
+		return result{}, errs.BadRequest("source is %d bytes, over the %d-byte limit of synchronous processing", obj.Size, s.cfg.MaxSourceBytes)
 	}
 	// The result of a chain on an unchanged object is the same: its ETag is
 	// derived from both, so CDNs and browsers revalidate without a rerun.
 	etag := resultETag(obj.ETag, chain.Raw)
-	if etag != "" && etagMatch(c.GetHeader("If-None-Match"), etag) {
-		c.Header("ETag", etag)
-		c.Status(http.StatusNotModified)
-		return
+	if etag != "" && etagMatch(ifNoneMatch, etag) {
+		return result{etag: etag, notModified: true}, nil
 	}
 	data, err := readAll(rc, obj.Size, s.cfg.MaxSourceBytes)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return result{}, err
 	}
 	rc.Close()
 
@@ -80,18 +105,10 @@ func (s *Server) object(c *gin.Context) {
 	for i, cmd := range chain.Cmds {
 		blob, err = s.step(ctx, steps[i], cmd, blob)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return result{}, err
 		}
 	}
-	h := c.Writer.Header()
-	if blob.NoStore {
-		h.Set("Cache-Control", "no-store")
-	} else if etag != "" {
-		h.Set("ETag", etag)
-	}
-	setAttachment(c, chain)
-	c.Data(http.StatusOK, blob.MIME, blob.Data)
+	return result{blob: blob, etag: etag}, nil
 }
 
 // stepProc is the processor of one step: a built-in command, run on the
@@ -237,9 +254,17 @@ func etagMatch(header, etag string) bool {
 
 // setAttachment honours Qiniu's attname download parameter.
 func setAttachment(c *gin.Context, chain fop.Chain) {
-	if name := chain.Download.Get("attname"); name != "" {
-		c.Header("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	if d := attachment(chain); d != "" {
+		c.Header("Content-Disposition", d)
 	}
+}
+
+// attachment is the Content-Disposition asked for by attname, or "".
+func attachment(chain fop.Chain) string {
+	if name := chain.Download.Get("attname"); name != "" {
+		return mime.FormatMediaType("attachment", map[string]string{"filename": name})
+	}
+	return ""
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -18,6 +18,7 @@ type metrics struct {
 	queueLength prometheus.Gauge
 	workersBusy prometheus.Gauge
 	workers     prometheus.Gauge
+	fastConns   *prometheus.CounterVec // by front
 }
 
 func newMetrics() *metrics {
@@ -55,9 +56,13 @@ func newMetrics() *metrics {
 		workers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "workers", Help: "Size of the worker pool.",
 		}),
+		fastConns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "connections_total",
+			Help: "Connections accepted, by the front that serves them (\"fast\": fasthttp, for UFOP processing URLs; \"std\": net/http).",
+		}, []string{"front"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.steps, m.stepTime,
-		m.inFlight, m.queueLength, m.workersBusy, m.workers,
+		m.inFlight, m.queueLength, m.workersBusy, m.workers, m.fastConns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

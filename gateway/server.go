@@ -79,6 +79,9 @@ type Server struct {
 	m       *metrics
 	log     *slog.Logger
 	engine  *gin.Engine
+	// reserved are the first path segments of gin's own routes, set when
+	// serving starts (see fastTarget).
+	reserved map[string]bool
 }
 
 // New builds a gateway over the given buckets and built-in commands.
@@ -128,14 +131,25 @@ func (s *Server) Engine() *gin.Engine { return s.engine }
 
 // Serve serves on ln until ctx ends, then shuts down gracefully: in-flight
 // requests get ShutdownTimeout to finish.
+//
+// With Config.FastFront and UFOPs, connections that start with a UFOP
+// processing URL are served by the fast front (front.go).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.engine,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 	}
-	return serve.Serve(ctx, srv, ln, s.cfg.ShutdownTimeout)
+	if !s.cfg.FastFront || s.ufops == nil {
+		return serve.Serve(ctx, srv, ln, s.cfg.ShutdownTimeout)
+	}
+	var routes []string
+	for _, r := range s.engine.Routes() {
+		routes = append(routes, r.Path)
+	}
+	s.reserved = reservedSegments(routes)
+	return s.serveSplit(ctx, ln, srv)
 }
 
 func (s *Server) health(c *gin.Context) {
@@ -147,15 +161,20 @@ func (s *Server) health(c *gin.Context) {
 // reqID gives every response an X-Reqid (a client-supplied one is kept when
 // it is sane, so a request can be traced through a proxy).
 func (s *Server) reqID(c *gin.Context) {
-	id := c.GetHeader("X-Reqid")
-	if id == "" || len(id) > 64 {
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		id = base64.RawURLEncoding.EncodeToString(b[:])
-	}
+	id := requestID(c.GetHeader("X-Reqid"))
 	c.Set(ctxReqID, id)
 	c.Header("X-Reqid", id)
 	c.Next()
+}
+
+// requestID keeps a client's request id when it is sane, or makes one.
+func requestID(given string) string {
+	if given != "" && len(given) <= 64 {
+		return given
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 const (
@@ -169,32 +188,52 @@ func (s *Server) accessLog(c *gin.Context) {
 	s.m.inFlight.Inc()
 	c.Next()
 	s.m.inFlight.Dec()
-	d := time.Since(start)
-	status := c.Writer.Status()
+	var err error
 	if v, ok := c.Get(ctxError); ok {
-		if st := errs.Status(v.(error)); st == StatusClientClosed {
-			status = st
-		}
+		err = v.(error)
 	}
-	cmd := c.GetString(ctxCommand)
-	if cmd != "" {
-		s.m.requests.WithLabelValues(cmd, itoa(status)).Inc()
-		s.m.duration.WithLabelValues(cmd).Observe(d.Seconds())
+	s.observe(c.Request.Context(), access{
+		start: start, cmd: c.GetString(ctxCommand), status: c.Writer.Status(), err: err,
+		reqID: c.GetString(ctxReqID), remote: c.ClientIP(), method: c.Request.Method,
+		uri: c.Request.URL.RequestURI(), bytes: c.Writer.Size(),
+	})
+}
+
+// access is what the access log and the metrics record of one request.
+type access struct {
+	start                      time.Time
+	cmd                        string // first command of the chain, "-" without one, "" for other routes
+	status                     int
+	err                        error
+	reqID, remote, method, uri string
+	bytes                      int
+}
+
+// observe counts a request in the metrics and writes its access log line.
+func (s *Server) observe(ctx context.Context, a access) {
+	d := time.Since(a.start)
+	status := a.status
+	if a.err != nil && errs.Status(a.err) == StatusClientClosed {
+		status = StatusClientClosed
 	}
-	if !s.log.Enabled(c.Request.Context(), slog.LevelInfo) {
+	if a.cmd != "" {
+		s.m.requests.WithLabelValues(a.cmd, itoa(status)).Inc()
+		s.m.duration.WithLabelValues(a.cmd).Observe(d.Seconds())
+	}
+	if !s.log.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
 	attrs := []any{
-		"reqid", c.GetString(ctxReqID),
-		"remote", c.ClientIP(),
-		"method", c.Request.Method,
-		"uri", c.Request.URL.RequestURI(),
+		"reqid", a.reqID,
+		"remote", a.remote,
+		"method", a.method,
+		"uri", a.uri,
 		"status", status,
-		"bytes", c.Writer.Size(),
+		"bytes", a.bytes,
 		"ms", float64(d.Microseconds()) / 1000,
 	}
-	if v, ok := c.Get(ctxError); ok {
-		attrs = append(attrs, "err", v.(error).Error())
+	if a.err != nil {
+		attrs = append(attrs, "err", a.err.Error())
 	}
 	s.log.Info("access", attrs...)
 }

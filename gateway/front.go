@@ -1,0 +1,388 @@
+package gateway
+
+// The fast front. On the UFOP path the gateway only relays: a 1 KB source
+// goes to an instance, a small answer comes back. There, net/http's
+// per-request machinery (a goroutine and two deadline changes for the
+// background read, header maps) cost more than the relaying itself: a CPU
+// profile put the gateway at four times nginx's CPU per request, and
+// bench/ufop.sh at 0.67 of nginx's throughput. fasthttp serves a
+// connection on one goroutine with reused request objects.
+//
+// Each connection is routed by its first request line: connections that
+// start with a processing URL whose steps are all UFOPs go to fasthttp,
+// every other connection to net/http and gin as before. On a fasthttp
+// connection, later requests the fast front does not answer itself go to
+// net/http: the connection is handed over for good (bodies over fastMaxBody
+// are refused before that: uploads belong on their own connections, as the
+// CLI makes them).
+//
+// What the fast front gives up: fasthttp does not notice a client that
+// leaves mid-request, so a UFOP step runs to its end (or its timeout) for
+// nobody. Chains with built-in commands never take it: their requests wait
+// on the worker pool, where a departed client must leave the queue.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/qufop/qufop/errs"
+	"github.com/qufop/qufop/fop"
+	"github.com/qufop/qufop/internal/serve"
+	"github.com/qufop/qufop/storage"
+)
+
+const (
+	// readHeaderTimeout bounds the wait for a request's header, on both
+	// fronts.
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 64 << 10
+	// fastMaxBody caps request bodies on fasthttp connections, which
+	// buffer them whole; processing URLs have none.
+	fastMaxBody = 1 << 20
+	// maxRequestLine is how much of a connection's first request is read
+	// to route it; a longer request line goes to net/http, which answers it.
+	maxRequestLine = 8 << 10
+)
+
+// fastRequest is a processing request the fast front answers itself.
+type fastRequest struct {
+	bucket storage.Bucket
+	key    string
+	chain  fop.Chain
+	steps  []stepProc
+}
+
+// fastTarget reports whether a request with method and request-target is
+// one for the fast front: GET or HEAD of /<bucket>/<key>?<chain> on a bucket
+// this gateway serves, with every step a UFOP. It resolves the request on
+// the way.
+func (s *Server) fastTarget(ctx context.Context, method, target string) (fastRequest, bool) {
+	if s.ufops == nil || (method != http.MethodGet && method != http.MethodHead) || !strings.HasPrefix(target, "/") {
+		return fastRequest{}, false
+	}
+	rawPath, query, _ := strings.Cut(target, "?")
+	if query == "" {
+		return fastRequest{}, false
+	}
+	p, err := url.PathUnescape(rawPath)
+	if err != nil {
+		return fastRequest{}, false
+	}
+	name, key, _ := strings.Cut(p[1:], "/")
+	if name == "" || key == "" || s.reserved[name] {
+		return fastRequest{}, false
+	}
+	chain, err := fop.Parse(query)
+	if err != nil || chain.Empty() {
+		return fastRequest{}, false
+	}
+	for _, c := range chain.Cmds {
+		if _, builtin := s.cmds[c.Name]; builtin {
+			return fastRequest{}, false
+		}
+	}
+	b, err := s.buckets.Bucket(name)
+	if err != nil {
+		return fastRequest{}, false
+	}
+	steps, err := s.resolve(ctx, chain, b.Name())
+	if err != nil {
+		return fastRequest{}, false // gin answers the error
+	}
+	return fastRequest{bucket: b, key: key, chain: chain, steps: steps}, true
+}
+
+// reservedSegments are the first path segments of the routes gin serves
+// besides buckets: a bucket of such a name is left to gin's router.
+func reservedSegments(routes []string) map[string]bool {
+	m := map[string]bool{}
+	for _, r := range routes {
+		seg, _, _ := strings.Cut(strings.TrimPrefix(r, "/"), "/")
+		if seg != "" && seg[0] != ':' && seg[0] != '*' {
+			m[seg] = true
+		}
+	}
+	return m
+}
+
+// fastHandler answers fast-front requests and moves the connection to
+// net/http at the first request it does not answer itself.
+func (s *Server) fastHandler(std *connListener) fasthttp.RequestHandler {
+	return func(rc *fasthttp.RequestCtx) {
+		req, ok := s.fastTarget(context.Background(), string(rc.Method()), string(rc.RequestURI()))
+		if !ok {
+			s.handOver(rc, std)
+			return
+		}
+		s.serveFast(rc, req)
+	}
+}
+
+// handOver gives the connection to net/http, the request it just sent
+// first. (fasthttpadaptor would serve it in place, but its http.Request
+// aliases fasthttp's buffers, and gin's routes keep strings of it beyond
+// the request: metric labels, cache keys.)
+func (s *Server) handOver(rc *fasthttp.RequestCtx, std *connListener) {
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	if err := rc.Request.Write(bw); err != nil || bw.Flush() != nil {
+		s.fastFail(rc, errs.BadRequest("malformed request"))
+		rc.SetConnectionClose()
+		return
+	}
+	prefix := buf.Bytes()
+	rc.HijackSetNoResponse(true)
+	rc.Hijack(func(c net.Conn) {
+		std.put(&peekedConn{Conn: c, r: bufio.NewReaderSize(io.MultiReader(bytes.NewReader(prefix), c), 4096)})
+	})
+}
+
+// serveFast is the object handler of the fast front: the same run, the
+// same headers, errors and access log as the gin route.
+func (s *Server) serveFast(rc *fasthttp.RequestCtx, req fastRequest) {
+	a := access{
+		start: time.Now(), cmd: req.chain.Cmds[0].Name,
+		reqID: requestID(string(rc.Request.Header.Peek("X-Reqid"))),
+	}
+	if s.log.Enabled(context.Background(), slog.LevelInfo) { // strings only for the log
+		a.remote, a.method, a.uri = rc.RemoteIP().String(), string(rc.Method()), string(rc.RequestURI())
+	}
+	s.m.inFlight.Inc()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic", "reqid", a.reqID, "panic", r)
+			a.err = errs.New(errs.StatusProcessingFailed, "internal error")
+			a.status = s.fastFail(rc, a.err)
+		}
+		s.m.inFlight.Dec()
+		a.bytes = len(rc.Response.Body())
+		s.observe(context.Background(), a)
+	}()
+	h := &rc.Response.Header
+	h.Set("X-Reqid", a.reqID)
+	ctx, cancel := context.WithTimeout(fop.WithReqID(context.Background(), a.reqID), s.cfg.RequestTimeout)
+	res, err := s.run(ctx, req.bucket, req.key, req.chain, req.steps, string(rc.Request.Header.Peek("If-None-Match")))
+	cancel()
+	switch {
+	case err != nil:
+		a.err = err
+		a.status = s.fastFail(rc, err)
+	case res.notModified:
+		h.Set("ETag", res.etag)
+		a.status = http.StatusNotModified
+		rc.SetStatusCode(a.status)
+	default:
+		if res.blob.NoStore {
+			h.Set("Cache-Control", "no-store")
+		} else if res.etag != "" {
+			h.Set("ETag", res.etag)
+		}
+		if d := attachment(req.chain); d != "" {
+			h.Set("Content-Disposition", d)
+		}
+		h.SetContentType(res.blob.MIME)
+		a.status = http.StatusOK
+		rc.SetStatusCode(a.status)
+		rc.Response.SetBodyRaw(res.blob.Data)
+	}
+}
+
+// fastFail answers err as fail does on gin, and returns the status.
+func (s *Server) fastFail(rc *fasthttp.RequestCtx, err error) int {
+	st := errs.Status(err)
+	body, _ := json.Marshal(map[string]any{"code": st, "error": errs.Public(err)})
+	rc.Response.Header.Del("ETag")
+	rc.Response.Header.Del("Content-Disposition")
+	rc.Response.Header.Set("Cache-Control", "no-store")
+	rc.Response.Header.SetContentType("application/json; charset=utf-8")
+	rc.SetStatusCode(st)
+	rc.Response.SetBodyRaw(body)
+	return st
+}
+
+// fastReadError answers a request fasthttp could not read, in Qiniu's
+// form like every other error.
+func (s *Server) fastReadError(rc *fasthttp.RequestCtx, err error) {
+	var e error
+	var nerr net.Error
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e = errs.New(http.StatusRequestEntityTooLarge, "request body over %d bytes on a connection of processing requests", fastMaxBody)
+	case errors.As(err, &small):
+		e = errs.New(http.StatusRequestHeaderFieldsTooLarge, "request header over %d bytes", maxHeaderBytes)
+	case errors.As(err, &nerr) && nerr.Timeout():
+		e = errs.New(http.StatusRequestTimeout, "request not received in time")
+	default:
+		e = errs.BadRequest("malformed request")
+	}
+	s.fastFail(rc, e)
+}
+
+// serveSplit serves ln with both fronts until ctx ends, then stops both
+// gracefully.
+func (s *Server) serveSplit(ctx context.Context, ln net.Listener, std *http.Server) error {
+	fl, sl := newConnListener(ln.Addr()), newConnListener(ln.Addr())
+	fast := &fasthttp.Server{
+		Handler:                      s.fastHandler(sl),
+		NoDefaultServerHeader:        true,
+		DisablePreParseMultipartForm: true,
+		ReadTimeout:                  readHeaderTimeout,
+		IdleTimeout:                  idleTimeout,
+		ReadBufferSize:               maxHeaderBytes,
+		MaxRequestBodySize:           fastMaxBody,
+		CloseOnShutdown:              true,
+		KeepHijackedConns:            true, // handed over to net/http, which closes them
+		ErrorHandler:                 s.fastReadError,
+		Logger:                       discardLogger{},
+	}
+	go s.route(ln, fl, sl)
+
+	errc := make(chan error, 2)
+	go func() { errc <- serve.Serve(ctx, std, sl, s.cfg.ShutdownTimeout) }()
+	go func() { errc <- fast.Serve(fl) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		// A front stopped on its own: stop the other.
+		ln.Close()
+		fl.Close()
+		sl.Close()
+		return err
+	}
+	ln.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	ferr := fast.ShutdownWithContext(sctx)
+	var serr error
+	for range 2 {
+		if err := <-errc; err != nil && !errors.Is(err, net.ErrClosed) && serr == nil {
+			serr = err
+		}
+	}
+	return errors.Join(ferr, serr)
+}
+
+// route accepts connections from ln and hands each to the fast front or
+// to net/http by its first request line.
+func (s *Server) route(ln net.Listener, fast, std *connListener) {
+	defer fast.Close()
+	defer std.Close()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			return
+		}
+		go s.routeConn(c, fast, std)
+	}
+}
+
+func (s *Server) routeConn(c net.Conn, fast, std *connListener) {
+	c.SetReadDeadline(time.Now().Add(readHeaderTimeout))
+	br := bufio.NewReaderSize(c, maxRequestLine)
+	line, err := peekLine(br)
+	if err != nil && len(line) == 0 {
+		c.Close() // nothing came: net/http would close it too
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	pc := &peekedConn{Conn: c, r: br}
+	method, rest, _ := strings.Cut(string(line), " ")
+	target, _, _ := strings.Cut(rest, " ")
+	if _, ok := s.fastTarget(context.Background(), method, target); ok {
+		s.m.fastConns.WithLabelValues("fast").Inc()
+		fast.put(pc)
+		return
+	}
+	s.m.fastConns.WithLabelValues("std").Inc()
+	std.put(pc)
+}
+
+// peekLine returns the first line buffered in br without consuming it,
+// reading until it is complete, br is full or reading fails.
+func peekLine(br *bufio.Reader) ([]byte, error) {
+	n := 1
+	for {
+		if _, err := br.Peek(n); err != nil {
+			b, _ := br.Peek(br.Buffered())
+			return b, err
+		}
+		// Peek(n) read whatever had arrived: look at all of it.
+		b, _ := br.Peek(br.Buffered())
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			return b[:i], nil
+		}
+		if n = len(b) + 1; n > br.Size() {
+			return b, bufio.ErrBufferFull
+		}
+	}
+}
+
+// peekedConn is a connection whose first bytes were read ahead to route it.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// connListener is a net.Listener fed with routed connections.
+type connListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnListener(addr net.Addr) *connListener {
+	return &connListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *connListener) put(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.addr }
+
+// discardLogger silences fasthttp's own error log: failures reach the
+// client and, for processing requests, the access log.
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}
