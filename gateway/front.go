@@ -123,6 +123,16 @@ func reservedSegments(routes []string) map[string]bool {
 // net/http at the first request it does not answer itself.
 func (s *Server) fastHandler(std *connListener) fasthttp.RequestHandler {
 	return func(rc *fasthttp.RequestCtx) {
+		// fasthttp does not recover handlers' panics: one would stop the
+		// process. serveFast answers its own; any other closes the
+		// connection, as net/http does.
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("panic", "panic", r)
+				rc.SetConnectionClose()
+				s.fastFail(rc, errs.New(errs.StatusProcessingFailed, "internal error"))
+			}
+		}()
 		req, ok := s.fastTarget(context.Background(), string(rc.Method()), string(rc.RequestURI()))
 		if !ok {
 			s.handOver(rc, std)
@@ -262,6 +272,9 @@ func (s *Server) serveSplit(ctx context.Context, ln net.Listener, std *http.Serv
 		ln.Close()
 		fl.Close()
 		sl.Close()
+		if err == nil {
+			err = errors.New("gateway: a front stopped by itself")
+		}
 		return err
 	}
 	ln.Close()
@@ -278,25 +291,41 @@ func (s *Server) serveSplit(ctx context.Context, ln net.Listener, std *http.Serv
 }
 
 // route accepts connections from ln and hands each to the fast front or
-// to net/http by its first request line.
+// to net/http by its first request line. Like net/http's Serve, it retries
+// after a temporary accept failure (a connection reset in the queue, out of
+// file descriptors) with a growing pause, and stops on any other (ln
+// closed): then both fronts stop.
 func (s *Server) route(ln net.Listener, fast, std *connListener) {
 	defer fast.Close()
 	defer std.Close()
+	var pause time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(5 * time.Millisecond)
-				continue
+			var te interface{ Temporary() bool }
+			if !errors.As(err, &te) || !te.Temporary() {
+				if !errors.Is(err, net.ErrClosed) {
+					s.log.Error("accept failed; the gateway stops", "err", err)
+				}
+				return
 			}
-			return
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed; retrying", "err", err, "in", pause)
+			time.Sleep(pause)
+			continue
 		}
+		pause = 0
 		go s.routeConn(c, fast, std)
 	}
 }
 
 func (s *Server) routeConn(c net.Conn, fast, std *connListener) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic routing a connection", "panic", r)
+			c.Close()
+		}
+	}()
 	c.SetReadDeadline(time.Now().Add(readHeaderTimeout))
 	br := bufio.NewReaderSize(c, maxRequestLine)
 	line, err := peekLine(br)

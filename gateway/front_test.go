@@ -21,8 +21,8 @@ import (
 	"github.com/qufop/qufop/storage/local"
 )
 
-// serving starts a gateway with the echo UFOP on a loopback listener.
-func serving(t *testing.T, fastFront bool) (addr string, srv *Server) {
+// smallBucket is bucket "files" holding small.txt.
+func smallBucket(t *testing.T) storage.Buckets {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "small.txt"), []byte("hello"), 0o644))
@@ -30,9 +30,15 @@ func serving(t *testing.T, fastFront bool) (addr string, srv *Server) {
 	require.NoError(t, err)
 	set, err := storage.NewSet(bk)
 	require.NoError(t, err)
+	return set
+}
+
+// serving starts a gateway with the echo UFOP on a loopback listener.
+func serving(t *testing.T, fastFront bool) (addr string, srv *Server) {
+	t.Helper()
 	cfg := NewDefaultConfig()
 	cfg.FastFront = fastFront
-	srv, err = New(cfg, set, fop.Registry{"upper": upper()}, nil, WithUFOPs(echoUFOP{}, func(string) string { return "admin" }))
+	srv, err := New(cfg, smallBucket(t), fop.Registry{"upper": upper()}, nil, WithUFOPs(echoUFOP{}, func(string) string { return "admin" }))
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -227,14 +233,8 @@ func (u slowUFOP) Resolve(_ context.Context, cmd fop.Cmd, _ string) (fop.Process
 
 // On stop, a request in flight on the fast front finishes; Serve returns.
 func TestFastFrontGracefulStop(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "small.txt"), []byte("hello"), 0o644))
-	bk, err := local.New("files", dir)
-	require.NoError(t, err)
-	set, err := storage.NewSet(bk)
-	require.NoError(t, err)
 	u := slowUFOP{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	srv, err := New(NewDefaultConfig(), set, fop.Registry{}, nil, WithUFOPs(u, func(string) string { return "admin" }))
+	srv, err := New(NewDefaultConfig(), smallBucket(t), fop.Registry{}, nil, WithUFOPs(u, func(string) string { return "admin" }))
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -77,11 +77,10 @@ func (c *Cache) Len() int {
 	return c.lru.Len()
 }
 
-// fresh returns the entry of k if it was checked within the validity.
-func (c *Cache) fresh(k cacheKey, now time.Time) (*cacheEntry, bool) {
-	if c.valid == 0 {
-		return nil, false
-	}
+// get returns the entry of k: with id nil, if it was checked within the
+// validity; otherwise if the file still is what the entry holds (*id),
+// which counts as a check.
+func (c *Cache) get(k cacheKey, id *fileID, now time.Time) (*cacheEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.m[k]
@@ -89,27 +88,17 @@ func (c *Cache) fresh(k cacheKey, now time.Time) (*cacheEntry, bool) {
 		return nil, false
 	}
 	e := el.Value.(*cacheEntry)
-	if now.Sub(e.checked) >= c.valid {
-		return nil, false
-	}
-	c.lru.MoveToFront(el)
-	return e, true
-}
-
-// get returns the entry of k if the file still is what it holds (id).
-func (c *Cache) get(k cacheKey, id fileID, now time.Time) (*cacheEntry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.m[k]
-	if !ok {
-		return nil, false
-	}
-	e := el.Value.(*cacheEntry)
-	if e.id != id {
+	switch {
+	case id == nil:
+		if now.Sub(e.checked) >= c.valid {
+			return nil, false
+		}
+	case e.id != *id:
 		c.removeLocked(el)
 		return nil, false
+	default:
+		e.checked = now
 	}
-	e.checked = now
 	c.lru.MoveToFront(el)
 	return e, true
 }
@@ -170,7 +159,7 @@ func newCachedReader(data []byte) cachedReader {
 func (b *Bucket) openCached(key, rel string) (io.ReadCloser, storage.Object, bool, error) {
 	k := cacheKey{root: b.dir, rel: rel}
 	now := time.Now()
-	if e, ok := b.cache.fresh(k, now); ok {
+	if e, ok := b.cache.get(k, nil, now); ok {
 		return newCachedReader(e.data), e.obj, true, nil
 	}
 	fi, err := b.root.Stat(rel)
@@ -184,7 +173,7 @@ func (b *Bucket) openCached(key, rel string) (io.ReadCloser, storage.Object, boo
 		return nil, storage.Object{}, false, nil // not for the cache
 	}
 	id := idOf(fi)
-	if e, ok := b.cache.get(k, id, now); ok {
+	if e, ok := b.cache.get(k, &id, now); ok {
 		return newCachedReader(e.data), e.obj, true, nil
 	}
 	f, err := b.root.Open(rel)
