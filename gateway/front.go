@@ -291,10 +291,11 @@ func (s *Server) serveSplit(ctx context.Context, ln net.Listener, std *http.Serv
 }
 
 // route accepts connections from ln and hands each to the fast front or
-// to net/http by its first request line. Like net/http's Serve, it retries
-// after a temporary accept failure (a connection reset in the queue, out of
-// file descriptors) with a growing pause, and stops on any other (ln
-// closed): then both fronts stop.
+// to net/http by its first request line. A failed accept is retried after
+// a growing pause, whatever the error, as nginx does: Linux passes pending
+// network errors of a queued connection on as accept errors (accept(2)),
+// and net/http's Serve, which retries only "temporary" ones, would stop the
+// gateway on them. Only a closed ln ends the loop, and both fronts with it.
 func (s *Server) route(ln net.Listener, fast, std *connListener) {
 	defer fast.Close()
 	defer std.Close()
@@ -302,11 +303,7 @@ func (s *Server) route(ln net.Listener, fast, std *connListener) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			var te interface{ Temporary() bool }
-			if !errors.As(err, &te) || !te.Temporary() {
-				if !errors.Is(err, net.ErrClosed) {
-					s.log.Error("accept failed; the gateway stops", "err", err)
-				}
+			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			pause = min(max(2*pause, 5*time.Millisecond), time.Second)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -271,4 +273,42 @@ func TestFastFrontGracefulStop(t *testing.T) {
 	}
 	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
 	assert.Error(t, err, "the listener is closed")
+}
+
+// flakyListener fails its first Accept the way a connection reset in the
+// accept queue does.
+type flakyListener struct {
+	net.Listener
+	failed atomic.Bool
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if !l.failed.Swap(true) {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.ECONNRESET)}
+	}
+	return l.Listener.Accept()
+}
+
+// A failed accept does not stop the gateway: Linux passes a queued
+// connection's network errors on from accept.
+func TestFastFrontAcceptRetry(t *testing.T) {
+	srv, err := New(NewDefaultConfig(), smallBucket(t), fop.Registry{}, nil, WithUFOPs(echoUFOP{}, func(string) string { return "admin" }))
+	require.NoError(t, err)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln := &flakyListener{Listener: inner}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	answers := rawExchange(t, inner.Addr().String(), get("/files/small.txt?demo/md5"), get("/health"))
+	assert.Equal(t, 200, answers[0].StatusCode)
+	assert.Equal(t, 200, answers[1].StatusCode)
+	assert.True(t, ln.failed.Load())
+	select {
+	case err := <-done:
+		t.Fatalf("Serve returned: %v", err)
+	default:
+	}
+	cancel()
+	assert.NoError(t, <-done)
 }
