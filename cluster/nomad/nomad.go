@@ -17,7 +17,8 @@
 //     the old version keeps serving.
 //   - Scale calls Jobs().Scale with a message; Nomad's 400 "job scaling
 //     blocked due to active deployment" becomes cluster.ErrSkipped, a 404
-//     cluster.ErrNotFound.
+//     cluster.ErrNotFound; instances its evaluation could not place are
+//     a 503 saying why, at once.
 //   - Instances lists the allocations that are not terminal, with the
 //     host:port of their "http" port.
 //   - Stop deregisters (purge optional).
@@ -29,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +38,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/qufop/qufop/cluster"
+	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/jobspecs"
 )
 
@@ -184,9 +187,30 @@ func (o *Orchestrator) Scale(ctx context.Context, name string, count int, reason
 	if reason == "" {
 		msg = "qufop: scale"
 	}
-	_, _, err := o.client.Jobs().Scale(id, jobspecs.GroupName, &count, msg, false,
+	resp, _, err := o.client.Jobs().Scale(id, jobspecs.GroupName, &count, msg, false,
 		map[string]any{"qufop.ufop": name}, o.w(ctx))
-	return classify(err, fmt.Sprintf("nomad: scale %s to %d", id, count))
+	if err != nil {
+		return classify(err, fmt.Sprintf("nomad: scale %s to %d", id, count))
+	}
+	return o.scalePlaced(ctx, id, count, resp)
+}
+
+// scalePlaced reports at once, as Deploy does, when the evaluation of a
+// scaling could not place every instance, instead of leaving the caller to
+// wait for instances that will not come. Nomad keeps the count and places
+// the rest when capacity frees up. Not knowing (the evaluation could not
+// be read) is not a failure of the scaling.
+func (o *Orchestrator) scalePlaced(ctx context.Context, id string, count int, resp *api.JobRegisterResponse) error {
+	if resp == nil || resp.EvalID == "" {
+		return nil
+	}
+	ev, err := o.evaluated(ctx, resp.EvalID)
+	if err != nil || len(ev.FailedTGAllocs) == 0 {
+		return nil
+	}
+	return errs.Wrap(http.StatusServiceUnavailable, fmt.Errorf("nomad: evaluation %s", short(ev.ID)),
+		"no node could place %s of %s scaled to %d: %s; Nomad places them when capacity frees up",
+		plural(unplacedCount(ev), "instance"), id, count, placementReasons(ev))
 }
 
 // Stop implements cluster.Orchestrator. Stopping an unknown job returns

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/qufop/qufop/cluster"
 	"github.com/qufop/qufop/errs"
 )
 
@@ -50,6 +51,25 @@ func TestDeployPlacementFailureCPU(t *testing.T) {
 	}
 	if got := versions(t, o, "demo"); !equal(got, []int{1, 1}) {
 		t.Errorf("instances %v", got)
+	}
+}
+
+func TestScalePlacementFailure(t *testing.T) {
+	srv, o := setup(t)
+	if err := o.Deploy(ctxT(t), workload(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetNodeResources(2500, 0) // two instances of 1 CPU fit, not four
+	deployFails(t, func(ctx context.Context) error { return o.Scale(ctx, "demo", 4, "more") },
+		"no node could place 2 instances of ufop-demo scaled to 4: cpu exhausted on 1 node")
+	// The two that fit run. The scaling's deployment goes on waiting for
+	// capacity (failing it would roll the count back), so scaling again is
+	// skipped meanwhile, as Nomad does.
+	if got := versions(t, o, "demo"); !equal(got, []int{1, 1}) {
+		t.Errorf("instances %v", got)
+	}
+	if err := o.Scale(ctxT(t), "demo", 2, "fits"); !errors.Is(err, cluster.ErrSkipped) {
+		t.Fatalf("scale during the scaling's deployment: %v, want skipped", err)
 	}
 }
 
