@@ -44,9 +44,7 @@ func serving(t *testing.T, fastFront bool) (addr string, srv *Server) {
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	cancel, done := start(srv, ln)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -57,6 +55,14 @@ func serving(t *testing.T, fastFront bool) (addr string, srv *Server) {
 		}
 	})
 	return ln.Addr().String(), srv
+}
+
+// start serves srv on ln until cancel; done receives Serve's result.
+func start(srv *Server, ln net.Listener) (cancel context.CancelFunc, done <-chan error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := make(chan error, 1)
+	go func() { c <- srv.Serve(ctx, ln) }()
+	return cancel, c
 }
 
 // rawExchange sends requests on one connection and reads the answers.
@@ -240,9 +246,7 @@ func TestFastFrontGracefulStop(t *testing.T) {
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	cancel, done := start(srv, ln)
 
 	type answered struct {
 		resp *http.Response
@@ -297,9 +301,7 @@ func TestFastFrontAcceptRetry(t *testing.T) {
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ln := &flakyListener{Listener: inner}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	cancel, done := start(srv, ln)
 	answers := rawExchange(t, inner.Addr().String(), get("/files/small.txt?demo/md5"), get("/health"))
 	assert.Equal(t, 200, answers[0].StatusCode)
 	assert.Equal(t, 200, answers[1].StatusCode)
