@@ -108,7 +108,7 @@ echo "== wrk -t$THREADS -c$CONNS -d$DURATION; one ufop-demo instance ($inst), md
 # Rounds run the three paths one after the other, so that a drift of the
 # machine's speed (these machines are noisy) hits all; ratios are taken per
 # round and the median reported.
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 rn=(); rg=(); pg=()
 for round in $(seq "$ROUNDS"); do
   echo "round $round"
