@@ -28,7 +28,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -148,8 +147,7 @@ func (s *Server) fastHandler(std *connListener) fasthttp.RequestHandler {
 // the request: metric labels, cache keys.)
 func (s *Server) handOver(rc *fasthttp.RequestCtx, std *connListener) {
 	var buf bytes.Buffer
-	bw := bufio.NewWriter(&buf)
-	if err := rc.Request.Write(bw); err != nil || bw.Flush() != nil {
+	if _, err := rc.Request.WriteTo(&buf); err != nil {
 		s.fastFail(rc, errs.BadRequest("malformed request"))
 		rc.SetConnectionClose()
 		return
@@ -157,7 +155,7 @@ func (s *Server) handOver(rc *fasthttp.RequestCtx, std *connListener) {
 	prefix := buf.Bytes()
 	rc.HijackSetNoResponse(true)
 	rc.Hijack(func(c net.Conn) {
-		std.put(&peekedConn{Conn: c, r: bufio.NewReaderSize(io.MultiReader(bytes.NewReader(prefix), c), 4096)})
+		std.put(&peekedConn{Conn: c, r: io.MultiReader(bytes.NewReader(prefix), c)})
 	})
 }
 
@@ -168,7 +166,7 @@ func (s *Server) serveFast(rc *fasthttp.RequestCtx, req fastRequest) {
 		start: time.Now(), cmd: req.chain.Cmds[0].Name,
 		reqID: requestID(string(rc.Request.Header.Peek("X-Reqid"))),
 	}
-	if s.log.Enabled(context.Background(), slog.LevelInfo) { // strings only for the log
+	if s.logging() { // strings only for the log
 		a.remote, a.method, a.uri = rc.RemoteIP().String(), string(rc.Method()), string(rc.RequestURI())
 	}
 	s.m.inFlight.Inc()
@@ -180,41 +178,33 @@ func (s *Server) serveFast(rc *fasthttp.RequestCtx, req fastRequest) {
 		}
 		s.m.inFlight.Dec()
 		a.bytes = len(rc.Response.Body())
-		s.observe(context.Background(), a)
+		s.observe(a)
 	}()
 	h := &rc.Response.Header
 	h.Set("X-Reqid", a.reqID)
 	ctx, cancel := context.WithTimeout(fop.WithReqID(context.Background(), a.reqID), s.cfg.RequestTimeout)
 	res, err := s.run(ctx, req.bucket, req.key, req.chain, req.steps, string(rc.Request.Header.Peek("If-None-Match")))
 	cancel()
-	switch {
-	case err != nil:
+	if err != nil {
 		a.err = err
 		a.status = s.fastFail(rc, err)
-	case res.notModified:
-		h.Set("ETag", res.etag)
+		return
+	}
+	res.headers(req.chain, h.Set)
+	a.status = http.StatusOK
+	if res.notModified {
 		a.status = http.StatusNotModified
-		rc.SetStatusCode(a.status)
-	default:
-		if res.blob.NoStore {
-			h.Set("Cache-Control", "no-store")
-		} else if res.etag != "" {
-			h.Set("ETag", res.etag)
-		}
-		if d := attachment(req.chain); d != "" {
-			h.Set("Content-Disposition", d)
-		}
+	} else {
 		h.SetContentType(res.blob.MIME)
-		a.status = http.StatusOK
-		rc.SetStatusCode(a.status)
 		rc.Response.SetBodyRaw(res.blob.Data)
 	}
+	rc.SetStatusCode(a.status)
 }
 
 // fastFail answers err as fail does on gin, and returns the status.
 func (s *Server) fastFail(rc *fasthttp.RequestCtx, err error) int {
-	st := errs.Status(err)
-	body, _ := json.Marshal(map[string]any{"code": st, "error": errs.Public(err)})
+	st, msg := errorAnswer(err)
+	body, _ := json.Marshal(msg)
 	rc.Response.Header.Del("ETag")
 	rc.Response.Header.Del("Content-Disposition")
 	rc.Response.Header.Set("Cache-Control", "no-store")
@@ -363,10 +353,11 @@ func peekLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// peekedConn is a connection whose first bytes were read ahead to route it.
+// peekedConn is a connection whose first bytes were read ahead to route it
+// (or re-made to hand it over): r gives them, then the rest of the stream.
 type peekedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r io.Reader
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -55,19 +55,10 @@ func (s *Server) object(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	res.headers(chain, c.Writer.Header().Set)
 	if res.notModified {
-		c.Header("ETag", res.etag)
 		c.Status(http.StatusNotModified)
 		return
-	}
-	h := c.Writer.Header()
-	if res.blob.NoStore {
-		h.Set("Cache-Control", "no-store")
-	} else if res.etag != "" {
-		h.Set("ETag", res.etag)
-	}
-	if d := attachment(chain); d != "" {
-		h.Set("Content-Disposition", d)
 	}
 	c.Data(http.StatusOK, res.blob.MIME, res.blob.Data)
 }
@@ -77,6 +68,24 @@ type result struct {
 	blob        fop.Blob
 	etag        string // of the result; "" if the source has none
 	notModified bool   // ifNoneMatch matched etag: nothing was run
+}
+
+// headers sets the caching and download headers of the answer, on either
+// front: the ETag (alone on a 304), or no-store for results that must not
+// be cached, and attname's Content-Disposition.
+func (r result) headers(chain fop.Chain, set func(name, value string)) {
+	switch {
+	case r.notModified:
+		set("ETag", r.etag)
+		return
+	case r.blob.NoStore:
+		set("Cache-Control", "no-store")
+	case r.etag != "":
+		set("ETag", r.etag)
+	}
+	if d := attachment(chain); d != "" {
+		set("Content-Disposition", d)
+	}
 }
 
 // run reads the source at key and runs the resolved steps of chain on it.

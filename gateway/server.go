@@ -192,12 +192,18 @@ func (s *Server) accessLog(c *gin.Context) {
 	if v, ok := c.Get(ctxError); ok {
 		err = v.(error)
 	}
-	s.observe(c.Request.Context(), access{
+	a := access{
 		start: start, cmd: c.GetString(ctxCommand), status: c.Writer.Status(), err: err,
-		reqID: c.GetString(ctxReqID), remote: c.ClientIP(), method: c.Request.Method,
-		uri: c.Request.URL.RequestURI(), bytes: c.Writer.Size(),
-	})
+		reqID: c.GetString(ctxReqID), bytes: c.Writer.Size(),
+	}
+	if s.logging() { // strings only for the log
+		a.remote, a.method, a.uri = c.ClientIP(), c.Request.Method, c.Request.URL.RequestURI()
+	}
+	s.observe(a)
 }
+
+// logging reports whether access lines are written (not with --quiet).
+func (s *Server) logging() bool { return s.log.Enabled(context.Background(), slog.LevelInfo) }
 
 // access is what the access log and the metrics record of one request.
 type access struct {
@@ -210,7 +216,7 @@ type access struct {
 }
 
 // observe counts a request in the metrics and writes its access log line.
-func (s *Server) observe(ctx context.Context, a access) {
+func (s *Server) observe(a access) {
 	d := time.Since(a.start)
 	status := a.status
 	if a.err != nil && errs.Status(a.err) == StatusClientClosed {
@@ -220,7 +226,7 @@ func (s *Server) observe(ctx context.Context, a access) {
 		s.m.requests.WithLabelValues(a.cmd, itoa(status)).Inc()
 		s.m.duration.WithLabelValues(a.cmd).Observe(d.Seconds())
 	}
-	if !s.log.Enabled(ctx, slog.LevelInfo) {
+	if !s.logging() {
 		return
 	}
 	attrs := []any{
@@ -262,5 +268,12 @@ func (s *Server) fail(c *gin.Context, err error) {
 		return
 	}
 	c.Header("Cache-Control", "no-store")
-	c.AbortWithStatusJSON(st, gin.H{"code": st, "error": errs.Public(err)})
+	c.AbortWithStatusJSON(errorAnswer(err))
+}
+
+// errorAnswer is the status and body of err in Qiniu's form, on either
+// front.
+func errorAnswer(err error) (int, gin.H) {
+	st := errs.Status(err)
+	return st, gin.H{"code": st, "error": errs.Public(err)}
 }

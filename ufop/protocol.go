@@ -242,22 +242,21 @@ func splitAddr(addr string) (host, prefix string, err error) {
 	if addr == "" {
 		return "", "", errs.New(http.StatusInternalServerError, "ufop instance has no address")
 	}
-	host = addr
-	if strings.Contains(addr, "://") {
-		u, perr := url.Parse(addr)
-		if perr != nil || u.Scheme != "http" || u.Host == "" || u.RawQuery != "" || u.User != nil {
-			return "", "", errs.New(http.StatusInternalServerError, "bad ufop instance address %q (want host:port or http://host:port)", addr)
+	if !strings.Contains(addr, "://") {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return "", "", badAddr(addr)
 		}
-		host, prefix = u.Host, strings.TrimSuffix(u.EscapedPath(), "/")
+		return addr, "", nil
 	}
-	if _, _, serr := net.SplitHostPort(host); serr != nil {
-		if strings.Contains(addr, "://") && !strings.Contains(host, ":") {
-			host = net.JoinHostPort(host, "80")
-		} else {
-			return "", "", errs.New(http.StatusInternalServerError, "bad ufop instance address %q (want host:port or http://host:port)", addr)
-		}
+	u, err := url.Parse(addr)
+	if err != nil || u.Scheme != "http" || u.Host == "" || u.RawQuery != "" || u.User != nil {
+		return "", "", badAddr(addr)
 	}
-	return host, prefix, nil
+	return hostPort(u), strings.TrimSuffix(u.EscapedPath(), "/"), nil
+}
+
+func badAddr(addr string) error {
+	return errs.New(http.StatusInternalServerError, "bad ufop instance address %q (want host:port or http://host:port)", addr)
 }
 
 // cmdName is the UFOP name: the first token of cmd.

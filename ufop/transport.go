@@ -15,10 +15,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
+	"net/url"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Defaults of Transport.
@@ -112,47 +114,68 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(req)
 		return nil, err
 	}
-	key := req.URL.Host
-	if req.URL.Port() == "" {
-		key = net.JoinHostPort(req.URL.Hostname(), "80")
+	// The retry of exchange sends the body again if it can be had again.
+	var r2 *http.Request
+	resp, err := t.exchange(ctx, hostPort(req.URL), req, sendRequest(req), func() func(*persistConn) error {
+		r2 = req
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil
+			}
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil
+			}
+			r2 = new(http.Request)
+			*r2 = *req
+			r2.Body = body
+		}
+		return sendRequest(r2)
+	})
+	if err != nil {
+		// Request.Write closes what it sent; a failed dial sent nothing.
+		closeRequestBody(req)
+		if r2 != nil && r2 != req {
+			closeRequestBody(r2)
+		}
 	}
+	return resp, err
+}
+
+// hostPort is the host:port of an http URL, port 80 when it has none.
+func hostPort(u *url.URL) string {
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u.Host
+}
+
+// exchange runs a request on a pooled connection to key, or a new one.
+// When a reused connection turns out closed before any byte of an answer
+// came (the instance most likely closed it while it was idle), it tries
+// once more on a fresh connection with what again returns, nil when the
+// request cannot be sent twice. req is the *http.Request sent, nil for a
+// wireRequest.
+func (t *Transport) exchange(ctx context.Context, key string, req *http.Request, send func(*persistConn) error, again func() func(*persistConn) error) (*http.Response, error) {
 	pc := t.takeIdle(key)
 	reused := pc != nil
 	if pc == nil {
 		var err error
 		if pc, err = t.dial(ctx, key); err != nil {
-			closeRequestBody(req)
 			return nil, contextError(ctx, err)
 		}
 	}
-	resp, retry, err := t.roundTrip(ctx, pc, sendRequest(req), req, reused)
+	resp, retry, err := t.roundTrip(ctx, pc, send, req, reused)
 	if err == nil || !retry {
 		return resp, err
 	}
-	// The reused connection was dead before anything of an answer came:
-	// the instance most likely closed it while it was idle. One attempt on
-	// a fresh connection, if the body can be sent again.
-	r2 := req
-	if req.Body != nil && req.Body != http.NoBody {
-		if req.GetBody == nil {
-			return nil, err
-		}
-		body, gerr := req.GetBody()
-		if gerr != nil {
-			return nil, err
-		}
-		r2 = new(http.Request)
-		*r2 = *req
-		r2.Body = body
+	if send = again(); send == nil {
+		return nil, err
 	}
 	if pc, err = t.dial(ctx, key); err != nil {
-		closeRequestBody(r2)
 		return nil, contextError(ctx, err)
 	}
-	resp, _, err = t.roundTrip(ctx, pc, sendRequest(r2), r2, false)
-	if resp != nil {
-		resp.Request = req
-	}
+	resp, _, err = t.roundTrip(ctx, pc, send, req, false)
 	return resp, err
 }
 
@@ -216,7 +239,7 @@ func (t *Transport) roundTrip(ctx context.Context, pc *persistConn, send func(*p
 	}
 	keep := resp.ProtoAtLeast(1, 1) && !resp.Close
 	if req != nil {
-		keep = keep && !req.Close && !hasToken(req.Header["Connection"], "close")
+		keep = keep && !req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")
 	}
 	return t.wrapResponse(ctx, pc, resp, stop, keep), false, nil
 }
@@ -474,16 +497,4 @@ func closeRequestBody(req *http.Request) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
-}
-
-// hasToken reports whether a comma-separated header holds token.
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for f := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(f), token) {
-				return true
-			}
-		}
-	}
-	return false
 }

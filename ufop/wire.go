@@ -88,30 +88,12 @@ func (w *wireRequest) httpRequest(ctx context.Context) (*http.Request, error) {
 	return req, nil
 }
 
-// do runs w on a pooled connection to w.host, or a new one; like
-// RoundTrip, it retries once on a fresh connection when a reused one turns
-// out to be closed before any byte of an answer.
+// do runs w like RoundTrip runs a request; w can always be sent again.
 func (t *Transport) do(ctx context.Context, w *wireRequest) (*http.Response, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	pc := t.takeIdle(w.host)
-	reused := pc != nil
-	if pc == nil {
-		var err error
-		if pc, err = t.dial(ctx, w.host); err != nil {
-			return nil, contextError(ctx, err)
-		}
-	}
-	resp, retry, err := t.roundTrip(ctx, pc, w.send, nil, reused)
-	if err == nil || !retry {
-		return resp, err
-	}
-	if pc, err = t.dial(ctx, w.host); err != nil {
-		return nil, contextError(ctx, err)
-	}
-	resp, _, err = t.roundTrip(ctx, pc, w.send, nil, false)
-	return resp, err
+	return t.exchange(ctx, w.host, nil, w.send, func() func(*persistConn) error { return w.send })
 }
 
 // validHeaderValue reports whether v may be sent as a header value as it

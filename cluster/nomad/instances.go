@@ -38,11 +38,13 @@ func (o *Orchestrator) Instances(ctx context.Context, name string) ([]cluster.In
 		versions[*cur.Version] = v
 	}
 	out := make([]cluster.Instance, 0, len(allocs))
+	loaded := false // the job's versions are read once at most
 	for _, a := range allocs {
-		if _, ok := versions[a.JobVersion]; !ok {
+		if _, ok := versions[a.JobVersion]; !ok && !loaded {
 			if err := o.loadVersions(ctx, id, versions); err != nil {
 				return nil, err
 			}
+			loaded = true
 		}
 		in := instance(a, versions[a.JobVersion])
 		in.Addr = o.addr(ctx, a)

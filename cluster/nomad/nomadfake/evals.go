@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"time"
 
@@ -174,7 +175,7 @@ func (s *Server) used() demand {
 // constraint that filtered the node out, or the resource dimension it
 // exhausted; both empty when it fits.
 func (s *Server) misfit(d demand, driver string) (constraint, dimension string) {
-	if !contains(s.drivers, driver) {
+	if !slices.Contains(s.drivers, driver) {
 		return missingDrivers, ""
 	}
 	u := s.used()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 
 	"github.com/hashicorp/nomad/api"
@@ -317,7 +318,7 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	for name, st := range d.TaskGroups {
-		if !req.All && len(req.Groups) > 0 && !contains(req.Groups, name) {
+		if !req.All && len(req.Groups) > 0 && !slices.Contains(req.Groups, name) {
 			continue
 		}
 		healthy := 0
@@ -365,15 +366,6 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request, id string) {
 func awaitsPromotion(d *api.Deployment) bool {
 	for _, st := range d.TaskGroups {
 		if st.DesiredCanaries > 0 && !st.Promoted {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
 			return true
 		}
 	}
