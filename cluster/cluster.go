@@ -58,11 +58,18 @@ type Workload struct {
 	// started there.
 	Dir string
 	// Run is the start command, run by /bin/sh -c.
-	Run         string
-	Env         map[string]string
-	Port        int    // port the program listens on in its container (9100)
-	HealthPath  string // HTTP path that answers 200 when the instance is ready
-	CPUs        int    // cores
+	Run  string
+	Env  map[string]string
+	Port int // port the program listens on in its container (9100)
+	// HealthPath is the HTTP path that answers 200 when the instance is
+	// ready. Empty: ready when the port accepts connections (Qiniu v1
+	// programs have no health endpoint); for Protocol "uop" a local
+	// orchestrator also counts any HTTP answer to a probe as alive.
+	HealthPath string
+	// Protocol is how the gateway calls the instance: "uop" (POST /uop
+	// JSON) or "handler" (POST /handler?cmd=&url=).
+	Protocol    string
+	CPUs        int // cores
 	MemoryMB    int
 	Count       int
 	KillTimeout time.Duration // SIGTERM, then SIGKILL after this
@@ -70,15 +77,23 @@ type Workload struct {
 
 // Instance is one running (or starting, or failed) copy of a workload.
 type Instance struct {
-	Index    int    // 0-based, stable for the life of the instance slot
-	ID       string // container or process id
-	Version  int
-	State    string // "starting", "running", "stopping", "failed", "exited"
-	Healthy  bool
-	Addr     string // host:port the gateway reaches it at
-	Restarts int
-	Message  string // last event or error, for `qufop state`
-	Started  time.Time
+	Index   int    // 0-based, stable for the life of the instance slot
+	ID      string // container or process id
+	Version int
+	State   string // "starting", "running", "stopping", "failed", "exited"
+	Healthy bool
+	Addr    string // host:port the gateway reaches it at
+	// AddrKind says which address Addr is: "bridge" (a container on the
+	// platform's own network), "host" (a port on this machine) or "node"
+	// (a Nomad client's address and allocated port).
+	AddrKind string
+	// PublishedAddr is where a person on the machine reaches the instance
+	// when that differs from Addr (a container port published on
+	// 127.0.0.1); empty otherwise.
+	PublishedAddr string
+	Restarts      int
+	Message       string // last event or error, for `qufop state`
+	Started       time.Time
 }
 
 // Orchestrator runs the instances of workloads.

@@ -76,7 +76,7 @@ func (s *Server) workload(rec *ufop.Record, v *ufop.Version, count int) (cluster
 	return cluster.Workload{
 		Name: rec.Name, Owner: rec.Owner, Version: v.N,
 		Image: v.Image, Dir: v.Dir, Run: v.Spec.Run, Env: v.Spec.Env,
-		Port: s.cfg.Port, HealthPath: v.Spec.Health,
+		Port: s.cfg.Port, HealthPath: v.Spec.Health, Protocol: string(v.Spec.Protocol),
 		CPUs: flavor.CPUs, MemoryMB: flavor.MemoryMB,
 		Count: count, KillTimeout: v.Spec.KillTimeout,
 	}, nil

@@ -140,7 +140,7 @@ func spec(rec *ufop.Record, version int) *ufop.Spec {
 	if v := rec.Version(version); v != nil && v.Spec != nil {
 		return v.Spec
 	}
-	return &ufop.Spec{Protocol: ufop.ProtocolHandler, Concurrency: ufop.DefaultConcurrency, Timeout: ufop.DefaultTimeout}
+	return &ufop.Spec{Protocol: ufop.DefaultProtocol, Concurrency: ufop.DefaultConcurrency, Timeout: ufop.DefaultTimeout}
 }
 
 func (d *Dispatcher) pool(name string) *pool {

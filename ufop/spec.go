@@ -28,13 +28,17 @@ const (
 // Spec is a parsed ufop.yaml: Qiniu's image, build_script and run, plus our
 // extensions.
 type Spec struct {
-	Image       string            `json:"image"`
-	BuildScript []string          `json:"build_script,omitempty"`
-	Run         string            `json:"run"`
-	Protocol    Protocol          `json:"protocol"`
-	Health      string            `json:"health"`
-	Env         map[string]string `json:"env,omitempty"`
-	Flavor      string            `json:"flavor"`
+	Image       string   `json:"image"`
+	BuildScript []string `json:"build_script,omitempty"`
+	Run         string   `json:"run"`
+	Protocol    Protocol `json:"protocol"`
+	// Health is the HTTP path that answers 200 when an instance is ready.
+	// Empty (Qiniu's ufop.yaml has no such key): an instance is ready when
+	// its port accepts connections, and for ProtocolUOP when it gives any
+	// HTTP answer to a probe.
+	Health string            `json:"health,omitempty"`
+	Env    map[string]string `json:"env,omitempty"`
+	Flavor string            `json:"flavor"`
 	// Concurrency is how many requests one instance takes at once.
 	Concurrency int           `json:"concurrency"`
 	Timeout     time.Duration `json:"timeout"`
@@ -43,7 +47,9 @@ type Spec struct {
 
 // Defaults of the extensions.
 const (
-	DefaultHealth      = "/health"
+	// DefaultProtocol is Qiniu v1's: ufop.yaml is v1's description file,
+	// and its programs serve POST /uop (v2 programs say protocol: handler).
+	DefaultProtocol    = ProtocolUOP
 	DefaultFlavor      = "C1M1"
 	DefaultConcurrency = 1
 	DefaultTimeout     = 30 * time.Second
@@ -98,8 +104,7 @@ func ParseSpec(data []byte) (*Spec, error) {
 		return nil, &SpecError{Line: root.Line, Msg: "want a mapping of keys (image, build_script, run, ...)"}
 	}
 	s := &Spec{
-		Protocol:    ProtocolHandler,
-		Health:      DefaultHealth,
+		Protocol:    DefaultProtocol,
 		Flavor:      DefaultFlavor,
 		Concurrency: DefaultConcurrency,
 		Timeout:     DefaultTimeout,

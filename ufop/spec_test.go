@@ -14,7 +14,8 @@ import (
 )
 
 func TestParseSpecQiniuExample(t *testing.T) {
-	// The v1 example of the reference, unchanged.
+	// The v1 example of the reference, unchanged: a v1 program (POST /uop)
+	// with no health endpoint.
 	s, err := ParseSpec([]byte(`image: ubuntu
 build_script:
   - sudo apt-get update
@@ -27,8 +28,8 @@ run: ./qufop qufop.conf
 		Image:       "ubuntu",
 		BuildScript: []string{"sudo apt-get update", "sudo apt-get -y install imagemagick", "mv $RESOURCE/* ."},
 		Run:         "./qufop qufop.conf",
-		Protocol:    ProtocolHandler,
-		Health:      "/health",
+		Protocol:    ProtocolUOP,
+		Health:      "",
 		Flavor:      "C1M1",
 		Concurrency: 1,
 		Timeout:     30 * time.Second,
