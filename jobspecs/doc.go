@@ -14,6 +14,7 @@
 //	                                       tags ["v<N>", "ufop"],
 //	                                       canary_tags ["v<N>", "ufop", "canary"]
 //	      check "http-alive"               http, path = HealthPath, interval, timeout
+//	      (or check "tcp-alive"            tcp, interval, timeout: no HealthPath)
 //	    update   { canary, max_parallel, health_check = "checks",
 //	               min_healthy_time = WarmUp, healthy_deadline,
 //	               progress_deadline, auto_revert, auto_promote }
@@ -58,6 +59,20 @@
 //     the port, as on the local orchestrator. The Consul service advertises
 //     the host address and dynamic port, which is what gateways dial.
 //   - No command/args: the builder's image has the CMD (/bin/sh -c <run>).
+//   - A workload without a HealthPath (a Qiniu v1 program: POST /uop on
+//     9100, no health endpoint; ufop.yaml without a health key) gets a
+//     Consul TCP check "tcp-alive" on the service's port instead of the
+//     HTTP check, with the same interval and timeout: the instance passes
+//     once its port accepts connections. Everything else in the job is
+//     the same. An HTTP check of some other path would not do: Consul
+//     counts only 2xx (and 429, as warning) as alive, and such a program
+//     answers 404 to anything but /uop. Caveat: on a node whose address is
+//     on 127.0.0.0/8 (a `nomad agent -dev -bind 127.0.0.1`), Consul dials
+//     the host port on loopback, where Docker's userland proxy accepts for
+//     the container before the program listens; the check then passes as
+//     soon as the container runs. On a node address outside 127.0.0.0/8
+//     Docker's iptables rules forward the connection to the container,
+//     which refuses it until the program listens.
 //   - The update block is on the group, not the job. Nomad merges a job-level
 //     block into the groups anyway, but then reads the job-level one back
 //     with everything but max_parallel zeroed (scenario 1.2); on the group it

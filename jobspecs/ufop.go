@@ -35,6 +35,11 @@ const (
 	MetaUFOP    = "qufop.ufop"
 	MetaOwner   = "qufop.owner"
 	MetaVersion = "qufop.version"
+	// CheckHTTP and CheckTCP name the Consul check of an instance: GET
+	// Workload.HealthPath, or a TCP connect when there is no health path.
+	CheckHTTP = "http-alive"
+	CheckTCP  = "tcp-alive"
+
 	// ServiceMetaVersion is the version in the Consul service's meta.
 	ServiceMetaVersion = "qufop_version"
 
@@ -89,8 +94,8 @@ type Options struct {
 	// ShutdownDelay is the time between the deregistration of an instance
 	// from Consul and its kill signal, so that gateways stop picking it.
 	ShutdownDelay time.Duration
-	// CheckInterval and CheckTimeout of the HTTP health check (≥ 1s each,
-	// timeout ≤ interval).
+	// CheckInterval and CheckTimeout of the health check, HTTP or TCP
+	// (≥ 1s each, timeout ≤ interval).
 	CheckInterval, CheckTimeout time.Duration
 	// MaxKillTimeout is the Nomad clients' max_kill_timeout: a workload
 	// asking for more is refused rather than silently cut short. 0 turns
@@ -293,13 +298,7 @@ func UFOPJob(w cluster.Workload, o Options) (*api.Job, error) {
 			// service at all: the service has its own key.
 			Meta:       map[string]string{ServiceMetaVersion: version},
 			CanaryMeta: map[string]string{ServiceMetaVersion: version},
-			Checks: []api.ServiceCheck{{
-				Name:     "http-alive",
-				Type:     "http",
-				Path:     w.HealthPath,
-				Interval: o.CheckInterval,
-				Timeout:  o.CheckTimeout,
-			}},
+			Checks:     []api.ServiceCheck{healthCheck(w, o)},
 		}},
 	}
 
@@ -318,6 +317,29 @@ func UFOPJob(w cluster.Workload, o Options) (*api.Job, error) {
 		job.Region = pointerOf(o.Region)
 	}
 	return job, nil
+}
+
+// healthCheck is the Consul check of an instance: GET HealthPath
+// ("http-alive", passing on a 2xx), or, for a program without a health
+// path (a Qiniu v1 program), a TCP connect to the service's port
+// ("tcp-alive", passing once the port accepts). Both inherit the service's
+// port label and run every CheckInterval with CheckTimeout.
+func healthCheck(w cluster.Workload, o Options) api.ServiceCheck {
+	if w.HealthPath == "" {
+		return api.ServiceCheck{
+			Name:     CheckTCP,
+			Type:     "tcp",
+			Interval: o.CheckInterval,
+			Timeout:  o.CheckTimeout,
+		}
+	}
+	return api.ServiceCheck{
+		Name:     CheckHTTP,
+		Type:     "http",
+		Path:     w.HealthPath,
+		Interval: o.CheckInterval,
+		Timeout:  o.CheckTimeout,
+	}
 }
 
 // Marshal renders job as JSON indented by two spaces, with a final newline:
@@ -365,9 +387,7 @@ func validate(w cluster.Workload, o Options) error {
 	if w.Port < 1 || w.Port > 65535 {
 		bad("Port", "want the port the program listens on in its container (1..65535, normally 9100), got %d", w.Port)
 	}
-	if w.HealthPath == "" {
-		bad("HealthPath", "missing: the HTTP check needs a path such as /health")
-	} else if !healthPath.MatchString(w.HealthPath) {
+	if w.HealthPath != "" && !healthPath.MatchString(w.HealthPath) {
 		bad("HealthPath", "want an HTTP path such as /health (starting with /, no spaces, query or fragment), got %q", w.HealthPath)
 	}
 	if w.CPUs < 1 {

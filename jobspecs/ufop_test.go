@@ -72,6 +72,13 @@ func TestGolden(t *testing.T) {
 	zero := demo()
 	zero.Count = 0
 
+	// A Qiniu v1 program: no health path, a TCP check instead.
+	v1 := demo()
+	v1.Name, v1.Image = "v1fetch", "127.0.0.1:5000/alice/v1fetch:v1"
+	v1.Version, v1.Count = 1, 1
+	v1.Run, v1.Env = "./ufop-v1-fetch", nil
+	v1.HealthPath, v1.Protocol = "", "uop"
+
 	cases := []struct {
 		name string
 		w    cluster.Workload
@@ -80,6 +87,7 @@ func TestGolden(t *testing.T) {
 		{"demo-2-instances", demo(), DefaultOptions()},
 		{"c2m4-long-kill-timeout", c2m4(), longKill},
 		{"count-0", zero, DefaultOptions()},
+		{"v1-tcp-check", v1, DefaultOptions()},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -292,6 +300,42 @@ func TestKeyFields(t *testing.T) {
 	})
 }
 
+// TestTCPCheck: a workload without a health path (a Qiniu v1 program) gets
+// a TCP check on the service's port with the HTTP check's interval and
+// timeout; everything else is rendered as for an HTTP check.
+func TestTCPCheck(t *testing.T) {
+	w := demo()
+	w.HealthPath, w.Protocol = "", "uop"
+	o := DefaultOptions()
+	o.CheckInterval, o.CheckTimeout = 3*time.Second, time.Second
+	job := mustJob(t, w, o)
+	s := job.TaskGroups[0].Services[0]
+	if len(s.Checks) != 1 {
+		t.Fatalf("%d checks", len(s.Checks))
+	}
+	want := api.ServiceCheck{Name: "tcp-alive", Type: "tcp", Interval: 3 * time.Second, Timeout: time.Second}
+	if !reflect.DeepEqual(s.Checks[0], want) {
+		t.Errorf("check\n got %+v\nwant %+v", s.Checks[0], want)
+	}
+	if s.PortLabel != "http" {
+		t.Errorf("service port %q: the check inherits it", s.PortLabel)
+	}
+
+	// The rest of the job is the HTTP-checked one's.
+	w.HealthPath = "/health"
+	httpJob := mustJob(t, w, o)
+	if c := httpJob.TaskGroups[0].Services[0].Checks[0]; c.Name != "http-alive" || c.Type != "http" || c.Path != "/health" {
+		t.Errorf("HTTP check %+v", c)
+	}
+	httpJob.TaskGroups[0].Services[0].Checks = nil
+	job.TaskGroups[0].Services[0].Checks = nil
+	a, _ := Marshal(job)
+	b, _ := Marshal(httpJob)
+	if !bytes.Equal(a, b) {
+		t.Errorf("the jobs differ beyond the check: %s", firstDiff(b, a))
+	}
+}
+
 func TestEnvDoesNotAlias(t *testing.T) {
 	w := demo()
 	w.Env["PORT_HTTP"] = "1234" // the platform's value wins
@@ -404,7 +448,6 @@ func TestValidation(t *testing.T) {
 		{"negative count", func(w *cluster.Workload, o *Options) { w.Count = -1 }, "Count", "got -1"},
 		{"no port", func(w *cluster.Workload, o *Options) { w.Port = 0 }, "Port", "9100"},
 		{"port too big", func(w *cluster.Workload, o *Options) { w.Port = 70000 }, "Port", "got 70000"},
-		{"no health path", func(w *cluster.Workload, o *Options) { w.HealthPath = "" }, "HealthPath", "missing"},
 		{"relative health path", func(w *cluster.Workload, o *Options) { w.HealthPath = "health" }, "HealthPath", `"health"`},
 		{"health path with query", func(w *cluster.Workload, o *Options) { w.HealthPath = "/health?x=1" }, "HealthPath", "query"},
 		{"no cpus", func(w *cluster.Workload, o *Options) { w.CPUs = 0 }, "CPUs", "at least 1 core"},
@@ -465,7 +508,7 @@ func TestValidationReportsAll(t *testing.T) {
 	for _, e := range Errors(err) {
 		fields = append(fields, e.Field)
 	}
-	for _, want := range []string{"Name", "Version", "Image", "Port", "HealthPath", "CPUs", "MemoryMB", "Options.Datacenters", "Options.MaxParallel", "Options.HealthyDeadline", "Options.CheckInterval"} {
+	for _, want := range []string{"Name", "Version", "Image", "Port", "CPUs", "MemoryMB", "Options.Datacenters", "Options.MaxParallel", "Options.HealthyDeadline", "Options.CheckInterval"} {
 		if !strings.Contains(" "+strings.Join(fields, " ")+" ", " "+want+" ") {
 			t.Errorf("no %s error in %v", want, fields)
 		}
