@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qufop/qufop/client"
-	"github.com/qufop/qufop/ufop"
+	"github.com/qufop/qufop/control/api"
 )
 
 // ufopPollInterval is how often resize, upgrade and build poll the API.
@@ -120,7 +120,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, c *client.Client, name, s
 	if err != nil {
 		return err
 	}
-	if v.State == ufop.BuildFailed {
+	if v.State == api.StateFailed {
 		msg := v.Error
 		if msg == "" {
 			msg = "see the log above"
@@ -133,7 +133,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, c *client.Client, name, s
 
 // waitBuilt polls version n until its build ended (the log stream ends
 // with the build, but may have been cut).
-func waitBuilt(ctx context.Context, c *client.Client, name string, n int) (*ufop.Version, error) {
+func waitBuilt(ctx context.Context, c *client.Client, name string, n int) (*api.Version, error) {
 	for {
 		v, err := c.Version(ctx, name, n)
 		if err != nil {
@@ -142,7 +142,7 @@ func waitBuilt(ctx context.Context, c *client.Client, name string, n int) (*ufop
 			}
 			return nil, err
 		}
-		if v.State != ufop.Building {
+		if v.State != api.StateBuilding {
 			return v, nil
 		}
 		select {

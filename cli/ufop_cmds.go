@@ -2,12 +2,14 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/qufop/qufop/client"
+	"github.com/qufop/qufop/control/api"
 	"github.com/qufop/qufop/ufop"
 )
 
@@ -53,7 +55,7 @@ func newRegCmd() *cobra.Command {
 		w := cmd.OutOrStdout()
 		fmt.Fprintf(w, "Ufop name:\t %s\n", rec.Name)
 		fmt.Fprintf(w, "Access mode:\t %s\n", modeName(string(rec.Mode)))
-		fmt.Fprintf(w, "Description:\t %s\n", rec.Desc)
+		fmt.Fprintf(w, "Description:\t %s\n", rec.Description)
 		return nil
 	})
 	cmd.Flags().StringVarP(&mode, "mode", "m", "2", "access mode: 2 or private (owner only), 1 or public (anyone)")
@@ -66,10 +68,11 @@ func newUnregCmd() *cobra.Command {
 		Use:   "unreg <ufop>",
 		Short: "Stop every instance of a UFOP and delete it, versions included; cannot be undone",
 	}, func(cmd *cobra.Command, c *client.Client, name string) error {
-		if err := c.Unregister(cmd.Context(), name); err != nil {
+		res, err := c.Unregister(cmd.Context(), name)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "Ufop %s unregistered.\n", name)
+		printUnregistered(cmd.OutOrStdout(), cmd.ErrOrStderr(), res)
 		return nil
 	})
 }
@@ -91,7 +94,7 @@ func newListCmd() *cobra.Command {
 			}
 			if asJSON {
 				if recs == nil {
-					recs = []ufop.Record{}
+					recs = []api.UFOP{}
 				}
 				return printJSON(cmd.OutOrStdout(), recs)
 			}
@@ -102,13 +105,34 @@ func newListCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tMODE\tVERSION\tINSTANCES\tDESCRIPTION")
 			for _, r := range recs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Name, modeName(string(r.Mode)), versionLabel(r.Current), r.Desired, r.Desc)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Name, modeName(string(r.Mode)), versionLabel(r.Current), r.Desired, r.Description)
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
 	return cmd
+}
+
+// printUnregistered says what unreg removed and kept.
+func printUnregistered(w, warn io.Writer, res *api.Unregistered) {
+	fmt.Fprintf(w, "Ufop %s unregistered.\n", res.Name)
+	for _, r := range res.Removed {
+		fmt.Fprintf(w, "removed %s\n", r)
+	}
+	for _, k := range res.Kept {
+		fmt.Fprintf(w, "kept %s: %s\n", k.Artifact, k.Reason)
+	}
+	for _, m := range res.Warnings {
+		fmt.Fprintf(warn, "qufop: warning: %s\n", m)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // versionLabel shows version 0 (none chosen) as "-".
@@ -137,17 +161,17 @@ func newInfoCmd() *cobra.Command {
 		if rec.Owner == "" {
 			// Another user's public UFOP: the API tells only this much.
 			fmt.Fprintf(w, "Access mode:\t %s\n", modeName(string(rec.Mode)))
-			fmt.Fprintf(w, "Description:\t %s\n", rec.Desc)
+			fmt.Fprintf(w, "Description:\t %s\n", rec.Description)
 			return nil
 		}
 		fmt.Fprintf(w, "Owner:\t %s\n", rec.Owner)
 		fmt.Fprintf(w, "Version:\t %d\n", rec.Current)
 		fmt.Fprintf(w, "Access mode:\t %s\n", modeName(string(rec.Mode)))
-		fmt.Fprintf(w, "Description:\t %s\n", rec.Desc)
+		fmt.Fprintf(w, "Description:\t %s\n", rec.Description)
 		fmt.Fprintf(w, "Create time:\t %s\n", qufopctlTime(rec.CreatedAt))
 		fmt.Fprintf(w, "Instance num:\t %d\n", rec.Desired)
 		fmt.Fprintf(w, "Max instanceNum:\t %d\n", rec.MaxInstances)
-		fmt.Fprintf(w, "Flavor:\t %s\n", rec.Flavor)
+		fmt.Fprintf(w, "Flavor:\t %s\n", orDash(rec.Flavor))
 		return nil
 	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
@@ -164,13 +188,13 @@ func newVersionCmd() *cobra.Command {
 		Aliases: []string{"imageinfo"},
 		Short:   "Show the versions (builds) of a UFOP and their state",
 	}, func(cmd *cobra.Command, c *client.Client, name string) error {
-		var vs []ufop.Version
+		var vs []api.Version
 		if cmd.Flags().Changed("ver") {
 			v, err := c.Version(cmd.Context(), name, only)
 			if err != nil {
 				return err
 			}
-			vs = []ufop.Version{*v}
+			vs = []api.Version{*v}
 		} else {
 			var err error
 			if vs, err = c.Versions(cmd.Context(), name); err != nil {
@@ -180,7 +204,7 @@ func newVersionCmd() *cobra.Command {
 		w := cmd.OutOrStdout()
 		if asJSON {
 			if vs == nil {
-				vs = []ufop.Version{}
+				vs = []api.Version{}
 			}
 			return printJSON(w, vs)
 		}
@@ -192,9 +216,9 @@ func newVersionCmd() *cobra.Command {
 			if i > 0 {
 				fmt.Fprintln(w)
 			}
-			fmt.Fprintf(w, "version: %d\n", v.N)
+			fmt.Fprintf(w, "version: %d\n", v.Version)
 			fmt.Fprintf(w, "state: %s\n", v.State)
-			fmt.Fprintf(w, "description: %s\n", v.Desc)
+			fmt.Fprintf(w, "description: %s\n", v.Description)
 			fmt.Fprintf(w, "createAt: %s\n", qufopctlTime(v.CreatedAt))
 			if v.Error != "" {
 				fmt.Fprintf(w, "error: %s\n", v.Error)

@@ -13,12 +13,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qufop/qufop/client"
-	"github.com/qufop/qufop/cluster"
-	"github.com/qufop/qufop/control"
+	"github.com/qufop/qufop/control/api"
 )
 
-// Instances are numbered from 1 on the command line, as in qufopctl (the
-// API's cluster.Instance.Index is 0-based).
+// Instances are numbered from 1 on the command line and in the API, as in
+// qufopctl.
 
 func newResizeCmd() *cobra.Command {
 	var (
@@ -159,21 +158,21 @@ func waitDeploy(ctx context.Context, w io.Writer, c *client.Client, name string,
 	}
 }
 
-func sortedInstances(in []cluster.Instance) []cluster.Instance {
-	out := append([]cluster.Instance(nil), in...)
+func sortedInstances(in []api.Instance) []api.Instance {
+	out := append([]api.Instance(nil), in...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
 	return out
 }
 
 // instanceLine is qufopctl's "instance 1\t[state] Running", with the
 // version and what else the orchestrator says.
-func instanceLine(in cluster.Instance) string {
+func instanceLine(in api.Instance) string {
 	state := in.State
 	if state == "" {
 		state = "unknown"
 	}
 	state = strings.ToUpper(state[:1]) + state[1:]
-	s := fmt.Sprintf("instance %d\t[state] %s\t[version] %d", in.Index+1, state, in.Version)
+	s := fmt.Sprintf("instance %d\t[state] %s\t[version] %d", in.Index, state, in.Version)
 	if in.State == "running" && !in.Healthy {
 		s += "\t[health] failing"
 	}
@@ -227,9 +226,9 @@ func newStateCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var sel []cluster.Instance
+		var sel []api.Instance
 		for _, in := range sortedInstances(st.Instances) {
-			if in.Index+1 >= lo && in.Index+1 <= hi {
+			if in.Index >= lo && in.Index <= hi {
 				sel = append(sel, in)
 			}
 		}
@@ -241,7 +240,7 @@ func newStateCmd() *cobra.Command {
 			out := *st
 			out.Instances = sel
 			if out.Instances == nil {
-				out.Instances = []cluster.Instance{}
+				out.Instances = []api.Instance{}
 			}
 			return printJSON(w, out)
 		}
@@ -262,7 +261,7 @@ func newStateCmd() *cobra.Command {
 	return cmd
 }
 
-func printStateSummary(w io.Writer, st *control.State) {
+func printStateSummary(w io.Writer, st *api.State) {
 	fmt.Fprintf(w, "Ufop name:\t %s\n", st.Name)
 	fmt.Fprintf(w, "Instance num:\t %d\n", st.Desired)
 	fmt.Fprintf(w, "Running version:\t %s\n", versionLabel(st.Deployed))
@@ -293,7 +292,7 @@ func newLogsCmd() *cobra.Command {
 		}
 		ctx, stop := interruptContext(cmd.Context())
 		defer stop()
-		err := c.Logs(ctx, name, index-1, follow, cmd.OutOrStdout())
+		err := c.Logs(ctx, name, index, follow, cmd.OutOrStdout())
 		if client.IsStatus(err, 404) && strings.Contains(err.Error(), "no instance") {
 			return fmt.Errorf("ufop %s has no instance %d (numbered from 1: see qufop state %s)", name, index, name)
 		}

@@ -18,8 +18,8 @@ import (
 
 	"github.com/qufop/qufop/client"
 	"github.com/qufop/qufop/client/clienttest"
-	"github.com/qufop/qufop/control"
-	"github.com/qufop/qufop/ufop"
+	"github.com/qufop/qufop/control/api"
+	"github.com/qufop/qufop/internal/testutil"
 )
 
 // runCLI runs qufop args (normalised as Main does) and returns its output.
@@ -110,13 +110,13 @@ func TestUfopVerbs(t *testing.T) {
 	assert.Regexp(t, `demo-app\s+PRIVATE\s+-\s+0\s+my app`, out)
 	out, _, err = runCLI(t, "list", "--json")
 	require.NoError(t, err)
-	var recs []ufop.Record
+	var recs []api.UFOP
 	require.NoError(t, json.Unmarshal([]byte(out), &recs))
 	require.Len(t, recs, 2)
 	out, _, err = runCLI(t, "info", "demo-app")
 	require.NoError(t, err)
 	for _, want := range []string{"Ufop name:\t demo-app\n", "Owner:\t alice\n", "Version:\t 0\n", "Access mode:\t PRIVATE\n",
-		"Description:\t my app\n", "Create time:\t 20", "Instance num:\t 0\n", "Max instanceNum:\t 5\n", "Flavor:\t default\n"} {
+		"Description:\t my app\n", "Create time:\t 20", "Instance num:\t 0\n", "Max instanceNum:\t 5\n", "Flavor:\t -\n"} {
 		assert.Contains(t, out, want)
 	}
 	_, _, err = runCLI(t, "info", "nope-ufop")
@@ -161,7 +161,7 @@ func TestUfopVerbs(t *testing.T) {
 	assert.NotContains(t, out, "version: 1")
 	out, _, err = runCLI(t, "version", "demo-app", "--json")
 	require.NoError(t, err)
-	var vs []ufop.Version
+	var vs []api.Version
 	require.NoError(t, json.Unmarshal([]byte(out), &vs))
 	require.Len(t, vs, 2)
 
@@ -173,6 +173,9 @@ func TestUfopVerbs(t *testing.T) {
 	out, _, err = runCLI(t, "ufopver", "demo-app", "-c", "1")
 	require.NoError(t, err)
 	assert.Contains(t, out, "Ufop demo-app: current version is 1.\n")
+	out, _, err = runCLI(t, "info", "demo-app")
+	require.NoError(t, err)
+	assert.Contains(t, out, "Flavor:\t C1M1\n", "the flavor of the version's ufop.yaml (its default)")
 
 	// resize 2: waits until both are healthy
 	out, _, err = runCLI(t, "resize", "demo-app", "-num", "2")
@@ -204,10 +207,10 @@ func TestUfopVerbs(t *testing.T) {
 	assert.Equal(t, 2, strings.Count(out, "instance "))
 	out, _, err = runCLI(t, "state", "demo-app", "-range", "2:2", "--json")
 	require.NoError(t, err)
-	var stj control.State
+	var stj api.State
 	require.NoError(t, json.Unmarshal([]byte(out), &stj))
 	require.Len(t, stj.Instances, 1)
-	assert.Equal(t, 1, stj.Instances[0].Index)
+	assert.Equal(t, 2, stj.Instances[0].Index, "numbered from 1, as on the command line")
 	for _, bad := range []string{"1-3", "3:1", "0:2", "a:b", "2"} {
 		_, _, err = runCLI(t, "state", "demo-app", "-range", bad)
 		require.ErrorContains(t, err, "bad -range", bad)
@@ -220,14 +223,24 @@ func TestUfopVerbs(t *testing.T) {
 	// logs
 	out, _, err = runCLI(t, "logs", "demo-app", "-index", "2")
 	require.NoError(t, err)
-	assert.Equal(t, "demo-app instance 1 version 1: listening on :9100\n", out)
+	assert.Equal(t, "demo-app instance 2 version 1: listening on :9100\n", out, "instances are numbered from 1 in the API too")
 	_, _, err = runCLI(t, "logs", "demo-app", "-index", "3")
 	require.ErrorContains(t, err, "ufop demo-app has no instance 3")
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	out, _, err = runCLIContext(ctx, t, "logs", "demo-app", "-f")
+	// -f follows until interrupted (the context ends): no error then.
+	ctx, cancel := context.WithCancel(context.Background())
+	follow := &testutil.SyncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		root := NewRoot()
+		root.SetOut(follow)
+		root.SetErr(io.Discard)
+		root.SetArgs(NormalizeArgs([]string{"logs", "demo-app", "-f"}))
+		done <- root.ExecuteContext(ctx)
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(follow.String(), "demo-app instance 1: request 1\n") },
+		time.Minute, 10*time.Millisecond)
 	cancel()
-	require.NoError(t, err)
-	assert.Contains(t, out, "demo-app instance 0: request 1\n")
+	require.NoError(t, <-done)
 
 	// upgrade to a new version
 	out, _, err = runCLI(t, "build", "demo-app", "-f", writeApp(t, "./app --v3"))

@@ -18,8 +18,7 @@ import (
 	"time"
 
 	"github.com/qufop/qufop/auth"
-	"github.com/qufop/qufop/control"
-	"github.com/qufop/qufop/ufop"
+	"github.com/qufop/qufop/control/api"
 )
 
 // DefaultAddr is where `qufop dev` serves the management API.
@@ -165,10 +164,7 @@ func (c *Client) do(req *http.Request) (*http.Response, error) {
 
 func decodeError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e struct {
-		Code  int    `json:"code"`
-		Error string `json:"error"`
-	}
+	var e api.Error
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
 		return &APIError{Status: resp.StatusCode, Msg: e.Error}
 	}
@@ -226,39 +222,42 @@ func (c *Client) stream(ctx context.Context, path string, query url.Values, w io
 
 // WhoAmI returns the user the credentials belong to.
 func (c *Client) WhoAmI(ctx context.Context) (string, error) {
-	var out struct {
-		User string `json:"user"`
-	}
+	var out api.WhoAmI
 	err := c.call(ctx, http.MethodGet, "/v1/whoami", nil, nil, &out)
 	return out.User, err
 }
 
 // Register creates a UFOP; mode is "private"/"2" (default) or "public"/"1".
-func (c *Client) Register(ctx context.Context, name, mode, desc string) (*ufop.Record, error) {
-	var rec ufop.Record
-	in := control.RegisterRequest{Name: name, Mode: mode, Desc: desc}
+func (c *Client) Register(ctx context.Context, name, mode, desc string) (*api.UFOP, error) {
+	var rec api.UFOP
+	in := api.RegisterRequest{Name: name, Mode: mode, Description: desc}
 	if err := c.call(ctx, http.MethodPost, "/v1/ufops", nil, in, &rec); err != nil {
 		return nil, err
 	}
 	return &rec, nil
 }
 
-// Unregister stops a UFOP's instances and deletes it, for good.
-func (c *Client) Unregister(ctx context.Context, name string) error {
-	return c.call(ctx, http.MethodDelete, ufopPath(name, ""), nil, nil, nil)
+// Unregister stops a UFOP's instances and deletes it, for good, with its
+// images; the answer says what was removed and what kept.
+func (c *Client) Unregister(ctx context.Context, name string) (*api.Unregistered, error) {
+	var out api.Unregistered
+	if err := c.call(ctx, http.MethodDelete, ufopPath(name, ""), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // List returns the caller's UFOPs.
-func (c *Client) List(ctx context.Context) ([]ufop.Record, error) {
-	var out []ufop.Record
+func (c *Client) List(ctx context.Context) ([]api.UFOP, error) {
+	var out []api.UFOP
 	err := c.call(ctx, http.MethodGet, "/v1/ufops", nil, nil, &out)
 	return out, err
 }
 
 // Info returns the record of a UFOP (of another user's public UFOP: only
 // its name, mode and description).
-func (c *Client) Info(ctx context.Context, name string) (*ufop.Record, error) {
-	var rec ufop.Record
+func (c *Client) Info(ctx context.Context, name string) (*api.UFOP, error) {
+	var rec api.UFOP
 	if err := c.call(ctx, http.MethodGet, ufopPath(name, ""), nil, nil, &rec); err != nil {
 		return nil, err
 	}
@@ -294,9 +293,7 @@ func (c *Client) Upload(ctx context.Context, name, desc string, body io.Reader, 
 		return 0, err
 	}
 	defer resp.Body.Close()
-	var out struct {
-		Version int `json:"version"`
-	}
+	var out api.Uploaded
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return 0, fmt.Errorf("upload: bad answer: %v", err)
 	}
@@ -317,15 +314,15 @@ func followQuery(follow bool) url.Values {
 }
 
 // Versions returns every version of a UFOP.
-func (c *Client) Versions(ctx context.Context, name string) ([]ufop.Version, error) {
-	var out []ufop.Version
+func (c *Client) Versions(ctx context.Context, name string) ([]api.Version, error) {
+	var out []api.Version
 	err := c.call(ctx, http.MethodGet, ufopPath(name, "/versions"), nil, nil, &out)
 	return out, err
 }
 
 // Version returns one version of a UFOP.
-func (c *Client) Version(ctx context.Context, name string, version int) (*ufop.Version, error) {
-	var v ufop.Version
+func (c *Client) Version(ctx context.Context, name string, version int) (*api.Version, error) {
+	var v api.Version
 	if err := c.call(ctx, http.MethodGet, ufopPath(name, "/versions/"+strconv.Itoa(version)), nil, nil, &v); err != nil {
 		return nil, err
 	}
@@ -333,9 +330,9 @@ func (c *Client) Version(ctx context.Context, name string, version int) (*ufop.V
 }
 
 // Chver makes version the current one (instances change on Upgrade).
-func (c *Client) Chver(ctx context.Context, name string, version int) (*ufop.Record, error) {
-	var rec ufop.Record
-	in := control.VersionRequest{Version: version}
+func (c *Client) Chver(ctx context.Context, name string, version int) (*api.UFOP, error) {
+	var rec api.UFOP
+	in := api.VersionRequest{Version: version}
 	if err := c.call(ctx, http.MethodPut, ufopPath(name, "/current"), nil, in, &rec); err != nil {
 		return nil, err
 	}
@@ -344,10 +341,7 @@ func (c *Client) Chver(ctx context.Context, name string, version int) (*ufop.Rec
 
 // ResizeResult is the answer of Resize.
 type ResizeResult struct {
-	Name    string `json:"name"`
-	From    int    `json:"from"`
-	To      int    `json:"to"`
-	Version int    `json:"version"`
+	api.Resized
 	// Started is true when an operation runs in the background (the
 	// server answered 202): follow it with State.
 	Started bool `json:"-"`
@@ -356,7 +350,7 @@ type ResizeResult struct {
 // Resize asks for count instances.
 func (c *Client) Resize(ctx context.Context, name string, count int) (*ResizeResult, error) {
 	var out ResizeResult
-	st, err := c.callStatus(ctx, http.MethodPut, ufopPath(name, "/instances"), control.ResizeRequest{Count: count}, &out)
+	st, err := c.callStatus(ctx, http.MethodPut, ufopPath(name, "/instances"), api.ResizeRequest{Count: count}, &out)
 	if err != nil {
 		return nil, err
 	}
@@ -366,11 +360,7 @@ func (c *Client) Resize(ctx context.Context, name string, count int) (*ResizeRes
 
 // UpgradeResult is the answer of Upgrade.
 type UpgradeResult struct {
-	Name    string `json:"name"`
-	From    int    `json:"from"`
-	To      int    `json:"to"`
-	Version int    `json:"version,omitempty"`
-	Message string `json:"message,omitempty"`
+	api.Upgraded
 	// Started is true when an operation runs in the background (202);
 	// false when there was nothing to do (Message says why).
 	Started bool `json:"-"`
@@ -409,16 +399,16 @@ func (c *Client) callStatus(ctx context.Context, method, path string, in, out an
 }
 
 // State returns the instances of a UFOP and its last operation.
-func (c *Client) State(ctx context.Context, name string) (*control.State, error) {
-	var st control.State
+func (c *Client) State(ctx context.Context, name string) (*api.State, error) {
+	var st api.State
 	if err := c.call(ctx, http.MethodGet, ufopPath(name, "/instances"), nil, nil, &st); err != nil {
 		return nil, err
 	}
 	return &st, nil
 }
 
-// Logs writes the output of instance index (0-based, as in
-// cluster.Instance) to w; with follow it streams until ctx ends.
+// Logs writes the output of instance index (numbered from 1, as in
+// api.Instance) to w; with follow it streams until ctx ends.
 func (c *Client) Logs(ctx context.Context, name string, index int, follow bool, w io.Writer) error {
 	return c.stream(ctx, ufopPath(name, "/instances/"+strconv.Itoa(index)+"/log"), followQuery(follow), w)
 }

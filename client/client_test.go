@@ -17,6 +17,7 @@ import (
 	"github.com/qufop/qufop/auth"
 	"github.com/qufop/qufop/client"
 	"github.com/qufop/qufop/client/clienttest"
+	"github.com/qufop/qufop/control/api"
 	"github.com/qufop/qufop/ufop"
 )
 
@@ -61,7 +62,7 @@ func TestClientFlow(t *testing.T) {
 
 	rec, err := c.Register(ctx, "demo-md5", "2", "md5 of things")
 	require.NoError(t, err)
-	assert.Equal(t, ufop.Private, rec.Mode)
+	assert.Equal(t, "private", rec.Mode)
 	_, err = c.Register(ctx, "demo-md5", "2", "")
 	var ae *client.APIError
 	require.ErrorAs(t, err, &ae)
@@ -71,19 +72,19 @@ func TestClientFlow(t *testing.T) {
 	list, err := c.List(ctx)
 	require.NoError(t, err)
 	require.Len(t, list, 1)
-	assert.Equal(t, "md5 of things", list[0].Desc)
+	assert.Equal(t, "md5 of things", list[0].Description)
 
 	v1 := upload(t, c, "demo-md5", "./app")
 	v2 := upload(t, c, "demo-md5", "fail")
 	assert.Equal(t, []int{1, 2}, []int{v1, v2})
 	ver, err := c.Version(ctx, "demo-md5", 2)
 	require.NoError(t, err)
-	assert.Equal(t, ufop.BuildFailed, ver.State)
+	assert.Equal(t, api.StateFailed, ver.State)
 	vs, err := c.Versions(ctx, "demo-md5")
 	require.NoError(t, err)
 	require.Len(t, vs, 2)
-	assert.Equal(t, ufop.BuildSuccess, vs[0].State)
-	assert.Equal(t, "v of ./app", vs[0].Desc)
+	assert.Equal(t, api.StateSuccess, vs[0].State)
+	assert.Equal(t, "v of ./app", vs[0].Description)
 
 	_, err = c.Chver(ctx, "demo-md5", 2)
 	assert.True(t, client.IsStatus(err, http.StatusBadRequest), "%v", err)
@@ -93,7 +94,7 @@ func TestClientFlow(t *testing.T) {
 
 	rr, err := c.Resize(ctx, "demo-md5", 2)
 	require.NoError(t, err)
-	assert.Equal(t, client.ResizeResult{Name: "demo-md5", From: 0, To: 2, Version: 1, Started: true}, *rr)
+	assert.Equal(t, client.ResizeResult{Resized: api.Resized{Name: "demo-md5", From: 0, To: 2, Version: 1}, Started: true}, *rr)
 	require.Eventually(t, func() bool {
 		st, err := c.State(ctx, "demo-md5")
 		require.NoError(t, err)
@@ -111,7 +112,9 @@ func TestClientFlow(t *testing.T) {
 	assert.False(t, up.Started)
 	assert.Contains(t, up.Message, "already running")
 
-	require.NoError(t, c.Unregister(ctx, "demo-md5"))
+	un, err := c.Unregister(ctx, "demo-md5")
+	require.NoError(t, err)
+	assert.True(t, un.Deleted)
 	_, err = c.Info(ctx, "demo-md5")
 	assert.True(t, client.IsStatus(err, http.StatusNotFound), "%v", err)
 	assert.Equal(t, `no such ufop "demo-md5"`, err.Error())

@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/qufop/qufop/auth"
+	"github.com/qufop/qufop/control/api"
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/ufop"
 )
@@ -78,7 +79,7 @@ func (s *Server) upload(c *gin.Context) {
 	}
 	keep = true
 	s.startBuild(Build{Owner: updated.Owner, Name: updated.Name, Version: n, Tarball: tarPath, Spec: spec}, tmp, logw)
-	c.JSON(http.StatusAccepted, gin.H{"name": updated.Name, "version": n, "state": ufop.Building})
+	c.JSON(http.StatusAccepted, api.Uploaded{Name: updated.Name, Version: n, State: string(ufop.Building)})
 }
 
 // saveUpload writes the body to path, within the size cap, checking the
@@ -166,7 +167,7 @@ func (s *Server) finishBuild(name string, n int, built Built, berr error) {
 }
 
 func (s *Server) versions(c *gin.Context) {
-	c.JSON(http.StatusOK, record(c).Versions)
+	c.JSON(http.StatusOK, versionViews(record(c).Versions))
 }
 
 func versionParam(c *gin.Context) (*ufop.Version, bool) {
@@ -185,7 +186,7 @@ func versionParam(c *gin.Context) (*ufop.Version, bool) {
 
 func (s *Server) version(c *gin.Context) {
 	if v, ok := versionParam(c); ok {
-		c.JSON(http.StatusOK, v)
+		c.JSON(http.StatusOK, versionView(*v))
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/qufop/qufop/auth"
 	"github.com/qufop/qufop/cluster"
+	"github.com/qufop/qufop/control/api"
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/ufop"
 )
@@ -176,9 +177,9 @@ func record(c *gin.Context) *ufop.Record {
 func fail(c *gin.Context, err error) {
 	st := errs.Status(err)
 	c.Header("Cache-Control", "no-store")
-	c.AbortWithStatusJSON(st, gin.H{"code": st, "error": errs.Public(err)})
+	c.AbortWithStatusJSON(st, api.Error{Code: st, Error: errs.Public(err)})
 }
 
 func (s *Server) whoami(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"user": c.GetString(ctxUser)})
+	c.JSON(http.StatusOK, api.WhoAmI{User: c.GetString(ctxUser)})
 }

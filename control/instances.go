@@ -6,42 +6,19 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/qufop/qufop/cluster"
+	"github.com/qufop/qufop/control/api"
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/ufop"
 )
 
-// ResizeRequest is the body of PUT /v1/ufops/:name/instances.
-type ResizeRequest struct {
-	Count int `json:"count"`
-}
-
 // Operation is the last resize or upgrade of a UFOP, run in the background:
 // deployments take as long as instances take to become healthy, so the API
 // answers at once and `qufop resize`/`upgrade` poll the state.
-type Operation struct {
-	Kind     string    `json:"kind"` // "resize" or "upgrade"
-	Version  int       `json:"version"`
-	Count    int       `json:"count"`
-	Started  time.Time `json:"started"`
-	Done     bool      `json:"done"`
-	Error    string    `json:"error,omitempty"`
-	Finished time.Time `json:"finished,omitzero"`
-}
-
-// State is the answer of GET /v1/ufops/:name/instances.
-type State struct {
-	Name      string             `json:"name"`
-	Desired   int                `json:"desired"`
-	Deployed  int                `json:"deployed"`
-	Current   int                `json:"current"`
-	Instances []cluster.Instance `json:"instances"`
-	Operation *Operation         `json:"operation,omitempty"`
-}
+type Operation = api.Operation
 
 func (s *Server) setOp(name string, op *Operation) {
 	s.mu.Lock()
@@ -95,7 +72,7 @@ func deployable(rec *ufop.Record) (*ufop.Version, error) {
 }
 
 func (s *Server) resize(c *gin.Context) {
-	var req ResizeRequest
+	var req api.ResizeRequest
 	if !bindJSON(c, &req) {
 		return
 	}
@@ -117,7 +94,7 @@ func (s *Server) resize(c *gin.Context) {
 	op := &Operation{Kind: "resize", Count: req.Count, Started: s.now().UTC()}
 	if rec.Deployed == 0 {
 		if req.Count == 0 {
-			c.JSON(http.StatusOK, gin.H{"name": rec.Name, "from": from, "to": 0})
+			c.JSON(http.StatusOK, api.Resized{Name: rec.Name, From: from, To: 0})
 			return
 		}
 		v, err := deployable(rec)
@@ -162,7 +139,7 @@ func (s *Server) resize(c *gin.Context) {
 		return
 	}
 	s.runOp(rec.Name, op, run)
-	c.JSON(http.StatusAccepted, gin.H{"name": rec.Name, "from": from, "to": req.Count, "version": op.Version})
+	c.JSON(http.StatusAccepted, api.Resized{Name: rec.Name, From: from, To: req.Count, Version: op.Version})
 }
 
 // upgrade deploys the current version in place of the running one.
@@ -178,7 +155,7 @@ func (s *Server) upgrade(c *gin.Context) {
 		return
 	}
 	if rec.Deployed == v.N {
-		c.JSON(http.StatusOK, gin.H{"name": rec.Name, "version": v.N, "message": "already running the current version"})
+		c.JSON(http.StatusOK, api.Upgraded{Name: rec.Name, From: rec.Deployed, To: v.N, Version: v.N, Message: "already running the current version"})
 		return
 	}
 	if s.opRunning(rec.Name) {
@@ -201,7 +178,7 @@ func (s *Server) upgrade(c *gin.Context) {
 		})
 		return err
 	})
-	c.JSON(http.StatusAccepted, gin.H{"name": rec.Name, "from": rec.Deployed, "to": v.N})
+	c.JSON(http.StatusAccepted, api.Upgraded{Name: rec.Name, From: rec.Deployed, To: v.N, Version: v.N})
 }
 
 // runOp runs an orchestration in the background, bounded by DeployTimeout.
@@ -237,22 +214,25 @@ func (s *Server) state(c *gin.Context) {
 		fail(c, errs.Failed(err, "reading the instances of %q failed", rec.Name))
 		return
 	}
-	if inst == nil {
-		inst = []cluster.Instance{}
+	views := make([]api.Instance, 0, len(inst))
+	for _, in := range inst {
+		views = append(views, instanceView(in))
 	}
-	c.JSON(http.StatusOK, State{
+	c.JSON(http.StatusOK, api.State{
 		Name: rec.Name, Desired: rec.Desired, Deployed: rec.Deployed, Current: rec.Current,
-		Instances: inst, Operation: s.op(rec.Name),
+		Instances: views, Operation: s.op(rec.Name),
 	})
 }
 
 func (s *Server) instanceLog(c *gin.Context) {
 	rec := record(c)
-	idx, err := strconv.Atoi(c.Param("index"))
-	if err != nil || idx < 0 {
-		fail(c, errs.BadRequest("bad instance index %q", c.Param("index")))
+	// Instances are numbered from 1 in the API, as on the command line.
+	n, err := strconv.Atoi(c.Param("index"))
+	if err != nil || n < 1 {
+		fail(c, errs.BadRequest("bad instance index %q: instances are numbered from 1", c.Param("index")))
 		return
 	}
+	idx := n - 1
 	follow := c.Query("follow") == "1" || c.Query("follow") == "true"
 	// Check the instance exists before the 200 goes out.
 	inst, err := s.orch.Instances(c.Request.Context(), rec.Name)
@@ -265,7 +245,7 @@ func (s *Server) instanceLog(c *gin.Context) {
 		found = found || in.Index == idx
 	}
 	if !found {
-		fail(c, errs.NotFound("ufop %q has no instance %d", rec.Name, idx))
+		fail(c, errs.NotFound("ufop %q has no instance %d", rec.Name, n))
 		return
 	}
 	c.Header("Content-Type", "text/plain; charset=utf-8")

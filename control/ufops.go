@@ -3,26 +3,14 @@ package control
 import (
 	"errors"
 	"net/http"
-	"slices"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/qufop/qufop/cluster"
+	"github.com/qufop/qufop/control/api"
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/ufop"
 )
-
-// RegisterRequest is the body of POST /v1/ufops.
-type RegisterRequest struct {
-	Name string `json:"name"`
-	Mode string `json:"mode"` // private (2, default) or public (1)
-	Desc string `json:"description"`
-}
-
-// VersionRequest is the body of PUT /v1/ufops/:name/current.
-type VersionRequest struct {
-	Version int `json:"version"`
-}
 
 func bindJSON(c *gin.Context, v any) bool {
 	if err := c.ShouldBindJSON(v); err != nil {
@@ -33,7 +21,7 @@ func bindJSON(c *gin.Context, v any) bool {
 }
 
 func (s *Server) register(c *gin.Context) {
-	var req RegisterRequest
+	var req api.RegisterRequest
 	if !bindJSON(c, &req) {
 		return
 	}
@@ -50,18 +38,17 @@ func (s *Server) register(c *gin.Context) {
 		Name:         req.Name,
 		Owner:        c.GetString(ctxUser),
 		Mode:         mode,
-		Desc:         req.Desc,
+		Desc:         req.Description,
 		CreatedAt:    s.now().UTC(),
 		Versions:     []ufop.Version{},
 		MaxInstances: ufop.DefaultMaxInstances,
-		Flavor:       "default",
 	}
 	if err := s.keeper.Create(c.Request.Context(), rec); err != nil {
 		fail(c, err)
 		return
 	}
 	s.log.Info("ufop registered", "ufop", rec.Name, "owner", rec.Owner, "mode", rec.Mode)
-	c.JSON(http.StatusOK, rec)
+	c.JSON(http.StatusOK, ufopView(&rec))
 }
 
 // list returns the caller's UFOPs.
@@ -72,7 +59,12 @@ func (s *Server) list(c *gin.Context) {
 		return
 	}
 	user := c.GetString(ctxUser)
-	mine := slices.DeleteFunc(all, func(r ufop.Record) bool { return r.Owner != user })
+	mine := []api.UFOP{}
+	for i := range all {
+		if all[i].Owner == user {
+			mine = append(mine, ufopView(&all[i]))
+		}
+	}
 	c.JSON(http.StatusOK, mine)
 }
 
@@ -80,10 +72,10 @@ func (s *Server) info(c *gin.Context) {
 	rec := record(c)
 	if rec.Owner != c.GetString(ctxUser) {
 		// Public UFOPs of others: their existence and mode, nothing more.
-		c.JSON(http.StatusOK, gin.H{"name": rec.Name, "mode": rec.Mode, "description": rec.Desc})
+		c.JSON(http.StatusOK, publicView(rec))
 		return
 	}
-	c.JSON(http.StatusOK, rec)
+	c.JSON(http.StatusOK, ufopView(rec))
 }
 
 // unregister stops every instance, forgets the workload and deletes the
@@ -103,12 +95,12 @@ func (s *Server) unregister(c *gin.Context) {
 		return
 	}
 	s.log.Info("ufop unregistered", "ufop", rec.Name)
-	c.JSON(http.StatusOK, gin.H{"name": rec.Name, "deleted": true})
+	c.JSON(http.StatusOK, api.Unregistered{Name: rec.Name, Deleted: true, Removed: []string{}})
 }
 
 // chver picks the current version; instances change only on upgrade.
 func (s *Server) chver(c *gin.Context) {
-	var req VersionRequest
+	var req api.VersionRequest
 	if !bindJSON(c, &req) {
 		return
 	}
@@ -127,5 +119,5 @@ func (s *Server) chver(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, rec)
+	c.JSON(http.StatusOK, ufopView(rec))
 }

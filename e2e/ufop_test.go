@@ -200,11 +200,13 @@ func demoSource(t *testing.T, bin string, protocol string, env string) string {
 type stateJSON struct {
 	Deployed  int `json:"deployed"`
 	Instances []struct {
-		Index    int    `json:"Index"`
-		Version  int    `json:"Version"`
-		Healthy  bool   `json:"Healthy"`
-		Restarts int    `json:"Restarts"`
-		State    string `json:"State"`
+		Index      int    `json:"index"` // from 1
+		Version    int    `json:"version"`
+		Healthy    bool   `json:"healthy"`
+		Restarts   int    `json:"restarts"`
+		State      string `json:"state"`
+		BridgeAddr string `json:"bridge_addr"`
+		HostAddr   string `json:"host_addr"`
 	} `json:"instances"`
 }
 

@@ -63,9 +63,10 @@ type Record struct {
 	Current  int `json:"current"`
 	Deployed int `json:"deployed"`
 	// Desired is the instance count asked for with resize.
-	Desired      int    `json:"desired"`
-	MaxInstances int    `json:"maxInstances"`
-	Flavor       string `json:"flavor"`
+	Desired      int `json:"desired"`
+	MaxInstances int `json:"maxInstances"`
+	// (Records written before the flavor came from ufop.yaml also hold
+	// "flavor": "default"; it is ignored.)
 }
 
 // Version returns version n, or nil.

@@ -471,14 +471,15 @@ func (o *Orchestrator) Logs(ctx context.Context, name string, index int, follow 
 	if !found {
 		return fmt.Errorf("instance %d: %w", index, cluster.ErrNotFound)
 	}
-	fmt.Fprintf(w, "%s instance %d version %d: listening on :9100\n", name, index, version)
+	// Logged as people number instances: from 1.
+	fmt.Fprintf(w, "%s instance %d version %d: listening on :9100\n", name, index+1, version)
 	for n := 1; follow; n++ {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(50 * time.Millisecond):
 		}
-		if _, err := fmt.Fprintf(w, "%s instance %d: request %d\n", name, index, n); err != nil {
+		if _, err := fmt.Fprintf(w, "%s instance %d: request %d\n", name, index+1, n); err != nil {
 			return err
 		}
 	}

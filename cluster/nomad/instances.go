@@ -47,7 +47,7 @@ func (o *Orchestrator) Instances(ctx context.Context, name string) ([]cluster.In
 			loaded = true
 		}
 		in := instance(a, versions[a.JobVersion])
-		in.Addr = o.addr(ctx, a)
+		in.Addr, in.AddrKind = o.addr(ctx, a), "node"
 		out = append(out, in)
 	}
 	o.forget(id, allocs)
