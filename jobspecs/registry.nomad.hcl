@@ -56,10 +56,10 @@ job "qufop-registry" {
   datacenters = var.datacenters
   type        = "service"
 
-  constraint {
-    attribute = "$${attr.driver.docker}"
-    value     = "true"
-  }
+  # No constraint on Docker: the task's driver already keeps the job off
+  # nodes without a healthy Docker driver (whose attribute driver.docker is
+  # "1" there, not "true": a constraint on "true" matched no node). The
+  # host volume below picks the node.
 
   group "registry" {
     count = 1
