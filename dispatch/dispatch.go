@@ -214,6 +214,10 @@ type pool struct {
 	inflight map[string]int
 	waiting  int
 	wake     chan struct{} // closed when a slot frees
+	// next is where the search for the least busy instance starts, moved
+	// on at every pick: among equally busy instances successive steps go
+	// round the instances instead of all to the first one.
+	next int
 }
 
 func newPool() *pool { return &pool{inflight: map[string]int{}, wake: make(chan struct{})} }
@@ -238,7 +242,9 @@ func (p *pool) acquire(ctx context.Context, name string, endpoints func() []clus
 		eps := endpoints()
 		p.mu.Lock()
 		best, bestLoad := -1, 0
-		for i, ep := range eps {
+		for k := range eps {
+			i := (p.next + k) % len(eps)
+			ep := eps[i]
 			load := p.inflight[ep.ID]
 			if load < capacity(ep) && (best < 0 || load < bestLoad) {
 				best, bestLoad = i, load
@@ -246,6 +252,7 @@ func (p *pool) acquire(ctx context.Context, name string, endpoints func() []clus
 		}
 		if best >= 0 {
 			ep := eps[best]
+			p.next = best + 1
 			p.inflight[ep.ID]++
 			p.mu.Unlock()
 			return ep, func() { p.release(ep.ID) }, nil

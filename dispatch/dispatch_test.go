@@ -282,3 +282,19 @@ func TestNewVersionRefreshesTheRecord(t *testing.T) {
 	assert.Equal(t, "V2", string(out.Data))
 	assert.Equal(t, 2, recs.gets, "the record was read again for the unknown version")
 }
+
+// Sequential steps find every instance equally idle: they go round the
+// instances rather than all to the first one.
+func TestEquallyBusyInstancesTakeTurns(t *testing.T) {
+	a, b, c := newInstance(t), newInstance(t), newInstance(t)
+	cat := &catalog{eps: map[string][]cluster.Endpoint{}}
+	cat.set("rr", a.endpoint("a"), b.endpoint("b"), c.endpoint("c"))
+	d := New(NewDefaultConfig(), records{"rr": rec("rr", ufop.Public, ufop.ProtocolHandler, 4)}, cat, nil)
+	p, err := d.Resolve(context.Background(), cmd("rr/x"), "")
+	require.NoError(t, err)
+	for range 9 {
+		_, err := p.Process(context.Background(), cmd("rr/x"), fop.Blob{Data: []byte("x")})
+		require.NoError(t, err)
+	}
+	assert.Equal(t, []int32{3, 3, 3}, []int32{a.calls.Load(), b.calls.Load(), c.calls.Load()})
+}
