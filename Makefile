@@ -1,12 +1,14 @@
 # One binary, one test command. See README.md.
+SHELL   := /bin/bash
 GO      ?= go
 BIN     ?= bin/qufop
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/qufop/qufop/cli.Version=$(VERSION)
 PKGS    := ./...
 FUZZTIME ?= 20s
+PREFIX  ?= /usr/local
 
-.PHONY: all deps build run test test-nomad vet fmt-check fuzz bench bench-ufop services clean
+.PHONY: all deps build install run test test-nomad vet fmt-check fuzz bench bench-ufop services clean
 
 all: build
 
@@ -18,19 +20,28 @@ deps:
 build: deps
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/qufop
 
+# The CLI on PATH: $(PREFIX)/bin/qufop (PREFIX=$$HOME/.local for no root).
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/qufop
+
 # The whole platform on one machine, on embedded defaults.
 run: build services
 	./$(BIN) dev $(ARGS)
 
 # Everything: formatting, vet, unit and end-to-end tests, fuzz seed corpora.
-# It installs what is missing and starts dockerd and the registry first.
+# It installs what is missing and starts dockerd and the registry first,
+# lists every skipped test and why at the end, and then checks that the
+# tests left nothing behind on the Docker daemon and in the registry.
 test: deps services fmt-check vet
-	$(GO) test -count=1 $(PKGS)
+	set -o pipefail; status=0; \
+	$(GO) test -count=1 -json $(PKGS) | $(GO) run ./internal/testsummary || status=$$?; \
+	bash .ci/leftovers.sh || status=1; \
+	exit $$status
 
 # The platform on real `nomad agent -dev` and `consul agent -dev` (v1.6.5 and
 # v1.16.3 on PATH; skipped, saying so, without them).
 test-nomad: deps services
-	$(GO) test -count=1 -v -run 'TestRealNomadAndConsul|TestJobspecsValidate' ./e2e
+	$(GO) test -count=1 -v -timeout 40m -run 'TestRealNomadAndConsul|TestNomadPlatformJobs|TestJobspecsValidate' ./e2e
 
 vet:
 	$(GO) vet $(PKGS)

@@ -19,9 +19,9 @@ import (
 	"github.com/qufop/qufop/client"
 	"github.com/qufop/qufop/cluster/consul/consulfake"
 	"github.com/qufop/qufop/cluster/nomad/nomadfake"
+	"github.com/qufop/qufop/control/api"
 	"github.com/qufop/qufop/internal/dockertest"
 	"github.com/qufop/qufop/internal/testutil"
-	"github.com/qufop/qufop/ufop"
 )
 
 func busyboxTarball(t *testing.T, version string) ([]byte, string) {
@@ -74,7 +74,8 @@ func TestBuilderOnNomadAndConsul(t *testing.T) {
 
 	c := client.New(addr, creds)
 	bg := context.Background()
-	name := fmt.Sprintf("nomad-demo-%d", time.Now().UnixNano()%1e6)
+	name := fmt.Sprintf("test-nomad-demo-%d", time.Now().UnixNano()%1e6)
+	dockertest.CleanupRepository(t, registry, "admin/"+name)
 	_, err := c.Register(bg, name, "private", "on nomad")
 	require.NoError(t, err)
 	defer c.Unregister(bg, name)
@@ -97,7 +98,7 @@ func TestBuilderOnNomadAndConsul(t *testing.T) {
 		require.NoError(t, c.BuildLog(bg, name, n, true, &log))
 		v, err := c.Version(bg, name, n)
 		require.NoError(t, err)
-		require.Equal(t, ufop.BuildSuccess, v.State, log.String())
+		require.Equal(t, api.StateSuccess, v.State, log.String())
 		assert.Equal(t, fmt.Sprintf("%s/admin/%s:v%d", registry, name, n), v.Image)
 		return n
 	}

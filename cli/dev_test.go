@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"github.com/qufop/qufop/internal/platformtest"
 	"github.com/qufop/qufop/internal/testutil"
 	"image"
 	_ "image/jpeg"
@@ -79,7 +81,7 @@ func get(t *testing.T, url string) (*http.Response, []byte) {
 }
 
 func TestDevServesDemoAndStopsCleanly(t *testing.T) {
-	data := t.TempDir()
+	data, _ := platformtest.Data(t)
 	extra := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(extra, "note.txt"), []byte("hi"), 0o644))
 
@@ -123,7 +125,7 @@ func TestDevServesDemoAndStopsCleanly(t *testing.T) {
 }
 
 func TestDevKeepsUserDataOnRestart(t *testing.T) {
-	data := t.TempDir()
+	data, _ := platformtest.Data(t)
 	_, stop := startDev(t, "--data", data)
 	require.NoError(t, first(stop()))
 
@@ -156,7 +158,8 @@ func TestBadFlags(t *testing.T) {
 			var out bytes.Buffer
 			root.SetOut(&out)
 			root.SetErr(&out)
-			args := append(tc.args, "--data", t.TempDir())
+			data, _ := platformtest.Data(t)
+			args := append(tc.args, "--data", data)
 			if tc.args[0] == "gateway" {
 				args = tc.args
 			}
@@ -167,4 +170,24 @@ func TestBadFlags(t *testing.T) {
 			assert.NotContains(t, err.Error(), "\n", "one-line message")
 		})
 	}
+}
+
+// Two qufop dev on one data folder would both write its KV (last writer
+// wins): the second refuses to start, naming the first.
+func TestDevRefusesABusyDataFolder(t *testing.T) {
+	data, _ := platformtest.Data(t)
+	base, stop := startDev(t, "--data", data)
+	root := NewRoot()
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"dev", "--data", data, "--listen", freeAddr(t)})
+	err := root.Execute()
+	require.Error(t, err)
+	assert.Equal(t, fmt.Sprintf("data folder %s is in use by qufop dev (PID %d, on %s): stop it, or give another --data", data, os.Getpid(), base), err.Error())
+	r, _ := get(t, base+"/health")
+	assert.Equal(t, 200, r.StatusCode, "the first one goes on")
+	require.NoError(t, first(stop()))
+	// Stopped: the folder is free again.
+	_, stop = startDev(t, "--data", data)
+	require.NoError(t, first(stop()))
 }

@@ -5,123 +5,128 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/qufop/qufop/fop"
-	"github.com/qufop/qufop/fop/image"
-	"github.com/qufop/qufop/gateway"
-	"github.com/qufop/qufop/storage"
-	"github.com/qufop/qufop/storage/local"
+	"github.com/qufop/qufop/builder"
+	"github.com/qufop/qufop/builder/baseimage"
+	"github.com/qufop/qufop/platform"
 )
 
-// gatewayFlags are the flags shared by every command that runs a gateway.
+// gatewayFlags are the flags of every command that runs a gateway.
 type gatewayFlags struct {
-	gw      gateway.Config
-	img     image.Config
+	cfg     platform.GatewayConfig
 	buckets []string // NAME=DIR
 	quiet   bool
-	pprof   bool
-
-	cacheTotal, cacheObject int64
-	cacheValid              time.Duration
-	cache                   *local.Cache
 }
 
 func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
-	f := &gatewayFlags{gw: gateway.NewDefaultConfig(), img: image.NewDefaultConfig()}
-	fs.StringVar(&f.gw.Listen, "listen", f.gw.Listen, "address the gateway listens on")
+	f := &gatewayFlags{cfg: platform.NewDefaultGatewayConfig()}
+	gw, img := &f.cfg.Gateway, &f.cfg.Image
+	fs.StringVar(&gw.Listen, "listen", gw.Listen, "address the gateway listens on")
 	fs.StringArrayVar(&f.buckets, "bucket", nil, "serve folder DIR as bucket NAME (NAME=DIR, repeatable)")
-	fs.IntVar(&f.gw.Workers, "workers", f.gw.Workers, "built-in steps run at once (default: number of cores)")
-	fs.IntVar(&f.gw.QueueSize, "queue", f.gw.QueueSize, "steps that may wait for a worker before new ones get 503")
-	fs.DurationVar(&f.gw.RequestTimeout, "timeout", f.gw.RequestTimeout, "deadline of one processing request (504 past it)")
-	fs.Int64Var(&f.gw.MaxSourceBytes, "max-source-bytes", f.gw.MaxSourceBytes, "largest stored object a processing request reads")
-	fs.IntVar(&f.img.MaxSrcSide, "max-source-side", f.img.MaxSrcSide, "largest input image side, pixels")
-	fs.IntVar(&f.img.MaxSrcPixels, "max-source-pixels", f.img.MaxSrcPixels, "largest input image area, pixels")
-	fs.IntVar(&f.img.MaxOutSide, "max-output-side", f.img.MaxOutSide, "largest output image side, pixels")
-	fs.IntVar(&f.img.MaxOutPixels, "max-output-pixels", f.img.MaxOutPixels, "largest output image area, pixels")
-	fs.IntVar(&f.img.MaxGIFFrames, "max-gif-frames", f.img.MaxGIFFrames, "most frames of an animated input")
-	fs.Int64Var(&f.cacheTotal, "source-cache", 64<<20, "bytes of small stored objects kept in memory (0: none)")
-	fs.DurationVar(&f.cacheValid, "source-cache-valid", local.DefaultValid, "how long a cached object is served before its file is checked again (writes through the platform are seen at once; 0: check on every read)")
-	fs.Int64Var(&f.cacheObject, "source-cache-object", 64<<10, "largest object the source cache keeps (large sources are dominated by their processing)")
+	fs.IntVar(&gw.Workers, "workers", gw.Workers, "built-in steps run at once (default: number of cores)")
+	fs.IntVar(&gw.QueueSize, "queue", gw.QueueSize, "steps that may wait for a worker before new ones get 503")
+	fs.DurationVar(&gw.RequestTimeout, "timeout", gw.RequestTimeout, "deadline of one processing request (504 past it)")
+	fs.Int64Var(&gw.MaxSourceBytes, "max-source-bytes", gw.MaxSourceBytes, "largest stored object a processing request reads")
+	fs.IntVar(&img.MaxSrcSide, "max-source-side", img.MaxSrcSide, "largest input image side, pixels")
+	fs.IntVar(&img.MaxSrcPixels, "max-source-pixels", img.MaxSrcPixels, "largest input image area, pixels")
+	fs.IntVar(&img.MaxOutSide, "max-output-side", img.MaxOutSide, "largest output image side, pixels")
+	fs.IntVar(&img.MaxOutPixels, "max-output-pixels", img.MaxOutPixels, "largest output image area, pixels")
+	fs.IntVar(&img.MaxGIFFrames, "max-gif-frames", img.MaxGIFFrames, "most frames of an animated input")
+	fs.Int64Var(&f.cfg.CacheBytes, "source-cache", f.cfg.CacheBytes, "bytes of small stored objects kept in memory (0: none)")
+	fs.DurationVar(&f.cfg.CacheValid, "source-cache-valid", f.cfg.CacheValid, "how long a cached object is served before its file is checked again (writes through the platform are seen at once; 0: check on every read)")
+	fs.Int64Var(&f.cfg.CacheObjectBytes, "source-cache-object", f.cfg.CacheObjectBytes, "largest object the source cache keeps (large sources are dominated by their processing)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no access log")
-	fs.BoolVar(&f.gw.FastFront, "fast-front", f.gw.FastFront, "serve connections that start with a UFOP processing URL with fasthttp (a client leaving is not noticed there)")
-	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (for operators; keep it off on public listeners)")
+	fs.BoolVar(&gw.FastFront, "fast-front", gw.FastFront, "serve connections that start with a UFOP processing URL with fasthttp (a client leaving is not noticed there)")
+	fs.BoolVar(&f.cfg.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (for operators; keep it off on public listeners)")
 	return f
 }
 
-// bucketOptions are the options of every local bucket: one source cache
-// shared by all.
-func (f *gatewayFlags) bucketOptions() []local.Option {
-	if f.cacheTotal <= 0 {
-		return nil
-	}
-	if f.cache == nil {
-		f.cache = local.NewCache(f.cacheObject, f.cacheTotal, f.cacheValid)
-	}
-	return []local.Option{local.WithCache(f.cache)}
-}
-
-// parseBucketFlags turns NAME=DIR flags into local buckets.
-func (f *gatewayFlags) parseBucketFlags(set *storage.Set) error {
-	for _, f1 := range f.buckets {
-		name, dir, ok := strings.Cut(f1, "=")
+// config is the gateway's configuration from the flags, logging to logw.
+func (f *gatewayFlags) config(logw io.Writer) (platform.GatewayConfig, error) {
+	cfg := f.cfg
+	cfg.Buckets = nil
+	for _, s := range f.buckets {
+		name, dir, ok := strings.Cut(s, "=")
 		if !ok || name == "" || dir == "" {
-			return fmt.Errorf("--bucket %q: want NAME=DIR", f1)
+			return cfg, fmt.Errorf("--bucket %q: want NAME=DIR", s)
 		}
-		b, err := local.New(name, dir, f.bucketOptions()...)
-		if err != nil {
-			return fmt.Errorf("--bucket %q: %w", f1, err)
-		}
-		if err := set.Add(b); err != nil {
-			return fmt.Errorf("--bucket %q: %w", f1, err)
-		}
+		cfg.Buckets = append(cfg.Buckets, platform.Bucket{Name: name, Dir: dir})
 	}
-	return nil
+	cfg.Log = newLogger(logw, f.quiet)
+	return cfg, nil
 }
 
-// newServer builds a gateway with the built-in commands over set.
-func (f *gatewayFlags) newServer(set *storage.Set, logw io.Writer, opts ...gateway.Option) (*gateway.Server, error) {
-	// One source limit for the gateway's read and the image commands.
-	f.img.MaxSrcBytes = f.gw.MaxSourceBytes
-	if err := f.img.Validate(); err != nil {
-		return nil, err
-	}
-	img, err := image.New(f.img)
-	if err != nil {
-		return nil, err
-	}
-	reg := fop.Registry{}
-	img.Register(reg)
-	if f.pprof {
-		opts = append(opts, gateway.WithPprof())
-	}
-	return gateway.New(f.gw, set, reg, f.logger(logw), opts...)
-}
-
-// logger writes one line per event to w; with --quiet only warnings and
+// newLogger writes one line per event to w; quiet keeps only warnings and
 // errors (so the access log costs nothing).
-func (f *gatewayFlags) logger(w io.Writer) *slog.Logger {
+func newLogger(w io.Writer, quiet bool) *slog.Logger {
 	level := slog.LevelInfo
-	if f.quiet {
+	if quiet {
 		level = slog.LevelWarn
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-// listen binds the gateway's address; a failure names it.
-func (f *gatewayFlags) listen() (net.Listener, error) {
-	ln, err := net.Listen("tcp", f.gw.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("cannot listen on %s: %w", f.gw.Listen, err)
+// controlFlags are the control plane's flags (dev and builder).
+type controlFlags struct {
+	cfg        platform.ControlConfig
+	baseImages []string // NAME=REF
+}
+
+func newControlFlags(fs *pflag.FlagSet, registry, registryUsage string) *controlFlags {
+	f := &controlFlags{}
+	fs.StringVar(&f.cfg.Creds.AccessKey, "access-key", "", "access key of the admin user (default: generated once and kept in <data>/admin.json)")
+	fs.StringVar(&f.cfg.Creds.SecretKey, "secret-key", "", "secret key of the admin user")
+	fs.StringVar(&f.cfg.Registry, "registry", registry, registryUsage)
+	fs.StringArrayVar(&f.baseImages, "base-image", nil, `base image a ufop.yaml "image:" name stands for (NAME=REF, repeatable; defaults: `+defaultBases()+`)`)
+	fs.DurationVar(&f.cfg.BuildTimeout, "build-timeout", builder.DefaultTimeout, "deadline of one UFOP build")
+	return f
+}
+
+func defaultBases() string {
+	var out []string
+	for name, ref := range builder.DefaultBaseImages() {
+		out = append(out, name+"="+ref)
 	}
-	return ln, nil
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+// config is the control plane's configuration from the flags.
+func (f *controlFlags) config() (platform.ControlConfig, error) {
+	cfg := f.cfg
+	if (cfg.Creds.AccessKey == "") != (cfg.Creds.SecretKey == "") {
+		return cfg, fmt.Errorf("give both --access-key and --secret-key, or neither")
+	}
+	cfg.BaseImages = map[string]string{}
+	for _, s := range f.baseImages {
+		name, ref, ok := strings.Cut(s, "=")
+		if !ok || name == "" || ref == "" {
+			return cfg, fmt.Errorf("--base-image %q: want NAME=REF, e.g. ubuntu=%s", s, baseimage.BusyboxRef)
+		}
+		cfg.BaseImages[name] = ref
+	}
+	return cfg, nil
+}
+
+// keysText says where the admin keys are, for the welcome text.
+func keysText(k platform.Keys) string {
+	if k.From == "given" {
+		return "given with --access-key and --secret-key"
+	}
+	return "in " + k.From
+}
+
+func printGeneratedKeys(w io.Writer, who string, k platform.Keys) {
+	if k.Generated {
+		fmt.Fprintf(w, "%s: admin keys generated (kept in %s):\n  access key %s\n  secret key %s\n", who, k.From, k.AccessKey, k.SecretKey)
+	}
 }
 
 // signalContext ends on SIGINT or SIGTERM (Ctrl-C stops the server

@@ -222,7 +222,7 @@ func TestUFOPLifecycle(t *testing.T) {
 	demoBin := filepath.Join(p.work, "ufop-demo")
 	goBuild(t, demoBin, "./examples/ufop-demo", false)
 	name := fmt.Sprintf("e2e-demo-%d", time.Now().UnixNano()%1e6)
-	sample, err := os.ReadFile("../cli/sample/sample.jpg")
+	sample, err := os.ReadFile("../platform/sample/sample.jpg")
 	require.NoError(t, err)
 	sum := md5.Sum(sample)
 
