@@ -1,10 +1,19 @@
 // Package builder turns a UFOP tarball (with its ufop.yaml) into something
 // that can run: through the Docker Engine API, an image tagged
-// <registry>/<owner>/<name>:v<N> and pushed to the configured registry; where
-// no Docker daemon answers, an unpacked folder whose run command is started
-// as a plain process. Process mode isolates nothing: the UFOP's build
-// script and program run with the platform's own user, file system and
-// network.
+// <registry>/[<namespace>/]<owner>/<name>:v<N> and pushed to the configured
+// registry; where no Docker daemon answers, an unpacked folder whose run
+// command is started as a plain process. Process mode isolates nothing: the
+// UFOP's build script and program run with the platform's own user, file
+// system and network.
+//
+// Images are not built from a Dockerfile: the classic builder (the only one
+// here, no BuildKit) stores a file once per layer that holds it, and a
+// Dockerfile needs a layer to add the tarball, one per build_script line and
+// one to remove the tarball, so a program moved out of $RESOURCE was stored
+// three times. Instead the build script runs in one container, whose diff
+// is committed as the image's single new layer (see Docker.Build).
+//
+// Remove takes a built version away again (qufop unreg).
 //
 // A Builder bounds concurrent builds and their duration; tarballs are
 // checked before anything is unpacked from them (see Unpack).
@@ -53,6 +62,9 @@ type Result struct {
 // Backend builds one job; the Docker and process backends implement it.
 type Backend interface {
 	Build(ctx context.Context, job Job, log io.Writer) (Result, error)
+	// Remove removes one built artifact: a Result.Image (Docker) or a
+	// Result.Dir (process). A missing artifact is no error.
+	Remove(ctx context.Context, artifact string) error
 	// Mode is "docker" or "process".
 	Mode() string
 }
@@ -117,6 +129,18 @@ func (b *Builder) Build(ctx context.Context, job Job, log io.Writer) (Result, er
 	}
 	fmt.Fprintf(log, "qufop: %s in %s\n", StateSuccess, time.Since(start).Round(time.Millisecond))
 	return res, nil
+}
+
+// Remove removes one artifact of a build (Result.Image or Result.Dir, as
+// the backend made it), for qufop unreg; removing what is already gone is
+// no error. It does not wait for a build slot. The caller keeps the
+// versions that other UFOPs build on; the Docker backend also leaves such a
+// base in the daemon for the images built on it (see Docker.Remove).
+func (b *Builder) Remove(ctx context.Context, artifact string) error {
+	if artifact == "" {
+		return errs.BadRequest("no artifact to remove")
+	}
+	return b.backend.Remove(ctx, artifact)
 }
 
 var nameRe = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)

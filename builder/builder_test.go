@@ -21,6 +21,8 @@ type fakeBackend struct {
 
 func (f *fakeBackend) Mode() string { return "fake" }
 
+func (f *fakeBackend) Remove(ctx context.Context, artifact string) error { return nil }
+
 func (f *fakeBackend) Build(ctx context.Context, job Job, log io.Writer) (Result, error) {
 	n := f.running.Add(1)
 	defer f.running.Add(-1)

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -19,7 +21,7 @@ type Config struct {
 	BaseImages map[string]string
 	// MaxConcurrent bounds the builds that run at once.
 	MaxConcurrent int
-	// Timeout bounds one build (unpack, docker build, push).
+	// Timeout bounds one build (unpack, build container, commit, push).
 	Timeout time.Duration
 	// MaxTarBytes caps the unpacked size of a tarball.
 	MaxTarBytes int64
@@ -31,6 +33,16 @@ type Config struct {
 	Dir string
 	// User is the numeric uid:gid the program runs as.
 	User string
+	// Namespace, when set, is the first path component of every image
+	// repository: <registry>/<namespace>/<owner>/<name>:v<N>. Two
+	// platforms that share a Docker daemon and a registry set different
+	// namespaces so that they never build, push or remove each other's
+	// tags.
+	Namespace string
+	// Labels are put on every built image, besides qufop.ufop, qufop.owner
+	// and qufop.version (which they may not set); the platform passes
+	// qufop.platform=<id>, which tells whose image it is.
+	Labels map[string]string
 }
 
 // Defaults.
@@ -96,6 +108,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("builder: user must be a numeric uid:gid, got %q", c.User)
 	case c.User == "0:0" || c.User[:2] == "0:":
 		return fmt.Errorf("builder: user %q is root; the program must run as a non-root user", c.User)
+	case c.Namespace != "" && (len(c.Namespace) > 64 || !nameRe.MatchString(c.Namespace)):
+		return fmt.Errorf("builder: bad namespace %q: want lower-case letters, digits and . _ - inside, at most 64", c.Namespace)
+	}
+	for k := range c.Labels {
+		if k == "" || strings.ContainsAny(k, "= \t\r\n") {
+			return fmt.Errorf("builder: bad image label %q", k)
+		}
+		if _, ok := ufopLabels[k]; ok {
+			return fmt.Errorf("builder: image label %q is set by the builder", k)
+		}
 	}
 	for name, ref := range c.BaseImages {
 		if name == "" || ref == "" {
@@ -110,20 +132,57 @@ func (c Config) Limits() Limits {
 	return Limits{MaxBytes: c.MaxTarBytes, MaxUploadBytes: c.MaxUploadBytes, MaxFiles: c.MaxFiles}
 }
 
-// Tag returns the image reference of a UFOP version:
-// <registry>/<owner>/<name>:v<N>.
-func (c Config) Tag(owner, name string, version int) string {
+// ufopLabels are the labels the builder itself puts on an image.
+var ufopLabels = map[string]struct{}{"qufop.ufop": {}, "qufop.owner": {}, "qufop.version": {}}
+
+// Repository returns the image repository of a UFOP:
+// [<registry>/][<namespace>/]<owner>/<name>.
+func (c Config) Repository(owner, name string) string {
 	repo := owner + "/" + name
+	if c.Namespace != "" {
+		repo = c.Namespace + "/" + repo
+	}
 	if c.Registry != "" {
 		repo = c.Registry + "/" + repo
 	}
-	return fmt.Sprintf("%s:v%d", repo, version)
+	return repo
+}
+
+// Tag returns the image reference of a UFOP version:
+// [<registry>/][<namespace>/]<owner>/<name>:v<N>.
+func (c Config) Tag(owner, name string, version int) string {
+	return fmt.Sprintf("%s:v%d", c.Repository(owner, name), version)
+}
+
+// ParseTag is the inverse of Tag: the owner, name and version of ref when
+// ref is an image reference this configuration makes.
+func (c Config) ParseTag(ref string) (owner, name string, version int, ok bool) {
+	prefix := c.Repository("", "")
+	prefix = prefix[:len(prefix)-1] // without the "/" between owner and name
+	rest, found := strings.CutPrefix(ref, prefix)
+	if !found {
+		return "", "", 0, false
+	}
+	repo, tag, found := strings.Cut(rest, ":v")
+	if !found {
+		return "", "", 0, false
+	}
+	owner, name, found = strings.Cut(repo, "/")
+	if !found || checkName("owner", owner) != nil || checkName("ufop name", name) != nil {
+		return "", "", 0, false
+	}
+	v, err := strconv.Atoi(tag)
+	if err != nil || v < 1 || c.Tag(owner, name, v) != ref {
+		return "", "", 0, false
+	}
+	return owner, name, v, true
 }
 
 var prevUfop = regexp.MustCompile(`^([a-z0-9]+(?:[._-][a-z0-9]+)*)\.v([1-9][0-9]*)$`)
 
 // ResolveBase maps ufop.yaml's image to an image reference: a configured
-// name through BaseImages; "<ufop>.v<N>" to <registry>/<owner>/<ufop>:v<N>;
+// name through BaseImages; "<ufop>.v<N>" to Tag(owner, ufop, N)
+// (<registry>/[<namespace>/]<owner>/<ufop>:v<N>);
 // anything else as written (it must be held by the daemon or the registry).
 func (c Config) ResolveBase(image, owner string) (string, error) {
 	if image == "" {

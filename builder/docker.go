@@ -4,23 +4,30 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/strslice"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/ufop"
 )
@@ -47,11 +54,14 @@ func (e *BuildError) HTTPStatus() int { return 400 }
 type Docker struct {
 	cfg Config
 	c   *client.Client
+	reg *registryClient
 }
 
 // NewDocker returns the Docker backend on client c (made with
 // client.WithAPIVersionNegotiation()).
-func NewDocker(cfg Config, c *client.Client) *Docker { return &Docker{cfg: cfg, c: c} }
+func NewDocker(cfg Config, c *client.Client) *Docker {
+	return &Docker{cfg: cfg, c: c, reg: newRegistryClient(cfg.Registry)}
+}
 
 // Mode is "docker".
 func (d *Docker) Mode() string { return "docker" }
@@ -59,9 +69,20 @@ func (d *Docker) Mode() string { return "docker" }
 // emptyAuth is base64("{}"): the test registry needs no credentials.
 var emptyAuth = base64.URLEncoding.EncodeToString([]byte("{}"))
 
-// Build unpacks the tarball into a temporary context under cfg.Dir, renders
-// the Dockerfile, builds and tags <registry>/<owner>/<name>:v<N>, and pushes
-// it to the registry.
+// Build unpacks the tarball under cfg.Dir, builds the image and tags it
+// cfg.Tag(owner, name, version), and pushes it to the registry.
+//
+// The image is made without a Dockerfile, the way docker commit workflows
+// do: a container of the base image runs RenderBuildScript as root with the
+// unpacked tarball copied in at $RESOURCE, and its file-system diff is
+// committed with the UFOP's configuration. So the image has exactly one
+// layer more than its base, holding only what the build left: the resource
+// is added, used and removed within that layer and leaves no trace in it
+// (with a Dockerfile, the COPY, each RUN and the clean-up would each be a
+// layer, and a program moved out of $RESOURCE would be stored three times).
+// No build cache is involved, so builds never depend on intermediate images
+// that other builds or tests may delete. The build container is removed in
+// every case, and a build that fails after its commit removes its tag.
 func (d *Docker) Build(ctx context.Context, job Job, log io.Writer) (Result, error) {
 	if err := job.check(); err != nil {
 		return Result{}, err
@@ -84,7 +105,8 @@ func (d *Docker) Build(ctx context.Context, job Job, log io.Writer) (Result, err
 	if err != nil {
 		return Result{}, errs.Wrap(400, err, "cannot read the tarball")
 	}
-	spec, err := Unpack(ctx, tb, filepath.Join(work, "resource"), d.cfg.Limits())
+	resource := filepath.Join(work, "resource")
+	spec, err := Unpack(ctx, tb, resource, d.cfg.Limits())
 	tb.Close()
 	if err != nil {
 		return Result{}, err
@@ -95,45 +117,27 @@ func (d *Docker) Build(ctx context.Context, job Job, log io.Writer) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
-	if err := d.ensureBase(ctx, base, log); err != nil {
-		return Result{}, err
-	}
-	df, err := RenderDockerfile(spec, RenderOptions{Base: base, User: d.cfg.User, Port: Port})
+	baseInfo, err := d.ensureBase(ctx, base, log)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := os.WriteFile(filepath.Join(work, "Dockerfile"), []byte(df), 0o644); err != nil {
+	script, err := RenderBuildScript(spec, d.cfg.User)
+	if err != nil {
 		return Result{}, err
 	}
-
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarDir(work, pw)) }()
-	defer pr.Close()
-	labels := map[string]string{
-		"qufop.ufop":    job.Name,
-		"qufop.owner":   job.Owner,
-		"qufop.version": strconv.Itoa(job.Version),
-	}
-	resp, err := d.c.ImageBuild(ctx, pr, build.ImageBuildOptions{
-		Tags:        []string{tag},
-		Dockerfile:  "Dockerfile",
-		Remove:      true,
-		ForceRemove: true,
-		PullParent:  false,
-		Labels:      labels,
-		Version:     build.BuilderV1,
-	})
-	if err != nil {
-		return Result{}, ctxErr(ctx, errs.Failed(err, "docker build failed to start"))
-	}
-	out, err := decodeBuild(resp.Body, log, spec)
-	resp.Body.Close()
-	if err != nil {
-		d.removeLeftovers(out)
+	b := &dockerBuild{d: d, job: job, spec: spec, base: base, tag: tag, log: log}
+	defer b.removeContainer(ctx)
+	if err := b.run(ctx, script, resource); err != nil {
 		return Result{}, ctxErr(ctx, err)
 	}
-	if _, err := d.c.ImageInspect(ctx, tag); err != nil {
-		return Result{}, ctxErr(ctx, errs.Failed(err, "docker build did not produce %s", tag))
+	ok := false
+	defer func() {
+		if !ok {
+			b.untag(ctx)
+		}
+	}()
+	if err := b.commit(ctx, imageConfig(spec, baseInfo, d.cfg, job)); err != nil {
+		return Result{}, ctxErr(ctx, err)
 	}
 	fmt.Fprintf(log, "qufop: built %s\n", tag)
 
@@ -142,7 +146,251 @@ func (d *Docker) Build(ctx context.Context, job Job, log io.Writer) (Result, err
 	} else if err := d.push(ctx, tag, log); err != nil {
 		return Result{}, ctxErr(ctx, err)
 	}
+	ok = true
 	return Result{Image: tag, Spec: spec}, nil
+}
+
+// imageConfig is the configuration of the built image: the program runs
+// as cfg.User in AppDir with the spec's environment (after PORT_HTTP and
+// before HOME, which the platform sets), its run command under /bin/sh -c
+// and the labels. docker commit fills in from the build container what is
+// left empty: the base's other variables (PATH), exposed ports, volumes
+// and health check, as a Dockerfile's FROM would; the base's entrypoint is
+// kept explicitly, since the build container runs without one.
+func imageConfig(spec *ufop.Spec, base *image.InspectResponse, cfg Config, job Job) *container.Config {
+	env := []string{"PORT_HTTP=" + strconv.Itoa(Port)}
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
+		if k != "HOME" {
+			env = append(env, k+"="+spec.Env[k])
+		}
+	}
+	env = append(env, "HOME="+HomeDir)
+	labels := map[string]string{}
+	maps.Copy(labels, cfg.Labels)
+	labels["qufop.ufop"] = job.Name
+	labels["qufop.owner"] = job.Owner
+	labels["qufop.version"] = strconv.Itoa(job.Version)
+	entry := strslice.StrSlice{} // not nil: an empty entrypoint is not filled in from the container
+	if base != nil && base.Config != nil && len(base.Config.Entrypoint) > 0 {
+		entry = base.Config.Entrypoint
+	}
+	return &container.Config{
+		User:         cfg.User,
+		Env:          env,
+		WorkingDir:   AppDir,
+		ExposedPorts: nat.PortSet{nat.Port(strconv.Itoa(Port) + "/tcp"): {}},
+		StopSignal:   "SIGTERM",
+		Entrypoint:   entry,
+		Cmd:          strslice.StrSlice{"/bin/sh", "-c", spec.Run},
+		Labels:       labels,
+	}
+}
+
+// buildEnv is the environment of the build container: what ends up in the
+// image, but not HOME (root's during the build, as in a Dockerfile's RUN).
+// $RESOURCE is exported by the build script, so that it does not reach the
+// image's configuration (docker commit keeps the container's variables).
+func buildEnv(spec *ufop.Spec) []string {
+	env := []string{"PORT_HTTP=" + strconv.Itoa(Port)}
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
+		env = append(env, k+"="+spec.Env[k])
+	}
+	return env
+}
+
+// buildContainerPrefix starts the names of build containers:
+// qufop-build-<owner>-<name>-v<N>-<random>.
+const buildContainerPrefix = "qufop-build-"
+
+// dockerBuild is one build container's life.
+type dockerBuild struct {
+	d    *Docker
+	job  Job
+	spec *ufop.Spec
+	base string
+	tag  string
+	log  io.Writer
+	// name and id of the build container, once it may exist.
+	name, id string
+	// committing is set once the commit was asked for (tag may exist).
+	committing bool
+}
+
+// detached is ctx without its cancellation, bounded by d: for calls whose
+// effect must be known even when the build is cancelled (a container
+// created or an image committed by the daemon after the client gave up
+// would be left behind), and for the clean-up.
+func detached(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
+}
+
+// run creates the build container, copies the resource in, runs script
+// with its output streamed to the log, and reports how it exited.
+func (b *dockerBuild) run(ctx context.Context, script, resource string) error {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	b.name = fmt.Sprintf("%s%s-%s-v%d-%x", buildContainerPrefix, b.job.Owner, b.job.Name, b.job.Version, rnd)
+	cctx, cancel := detached(ctx, 2*time.Minute)
+	created, err := b.d.c.ContainerCreate(cctx, &container.Config{
+		Image:        b.base,
+		User:         "0:0",
+		Env:          buildEnv(b.spec),
+		Entrypoint:   strslice.StrSlice{},
+		Cmd:          strslice.StrSlice{"/bin/sh", "-c", script},
+		AttachStdout: true,
+		AttachStderr: true,
+	}, nil, nil, nil, b.name)
+	cancel()
+	if err != nil {
+		return errs.Failed(err, "cannot create the build container")
+	}
+	b.id = created.ID
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(tarDir(resource, strings.TrimPrefix(ResourceDir, "/"), pw)) }()
+	err = b.d.c.CopyToContainer(ctx, b.id, "/", pr, container.CopyToContainerOptions{})
+	pr.CloseWithError(errors.New("copy ended"))
+	if err != nil {
+		return errs.Failed(err, "cannot copy the tarball into the build container")
+	}
+
+	att, err := b.d.c.ContainerAttach(ctx, b.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return errs.Failed(err, "cannot attach to the build container")
+	}
+	defer att.Close()
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	waitc, waitErr := b.d.c.ContainerWait(wctx, b.id, container.WaitConditionNextExit)
+	if err := b.d.c.ContainerStart(ctx, b.id, container.StartOptions{}); err != nil {
+		if cerrdefs.IsInvalidArgument(err) {
+			return errs.Wrap(400, err, "cannot start the build container on %s: %v", b.base, err)
+		}
+		return errs.Failed(err, "cannot start the build container")
+	}
+	copied := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(b.log, b.log, att.Reader)
+		copied <- err
+	}()
+	select {
+	case err := <-copied:
+		if err != nil && ctx.Err() == nil {
+			return errs.Failed(err, "reading the build output")
+		}
+	case <-ctx.Done():
+		att.Close() // the hijacked connection does not follow ctx
+		<-copied
+		return ctx.Err()
+	}
+	var code int64
+	select {
+	case r := <-waitc:
+		if r.Error != nil && r.Error.Message != "" {
+			return errs.Failed(errors.New(r.Error.Message), "waiting for the build container")
+		}
+		code = r.StatusCode
+	case err := <-waitErr:
+		return ctxErr(ctx, errs.Failed(err, "waiting for the build container"))
+	}
+	if code == 0 {
+		return nil
+	}
+	err = b.failure(ctx, int(code))
+	fmt.Fprintf(b.log, "ERROR: %v\n", err)
+	return err
+}
+
+// failure names what failed in a build container that exited with code:
+// the step from statusFile.
+func (b *dockerBuild) failure(ctx context.Context, code int) error {
+	step := b.step(ctx)
+	if n, err := strconv.Atoi(step); err == nil && n >= 1 && n <= len(b.spec.BuildScript) {
+		return &BuildError{Line: n, Cmd: b.spec.BuildScript[n-1], ExitCode: code, Detail: fmt.Sprintf("exit code %d", code)}
+	}
+	switch step {
+	case stepPrepare:
+		return errs.New(400, "preparing the build container on %s failed: exit code %d (the base image needs /bin/sh, grep, mkdir and chmod)", b.base, code)
+	case stepCleanUp:
+		return errs.New(400, "cleaning up the build container failed: exit code %d", code)
+	}
+	return errs.New(400, "the build container exited with code %d", code)
+}
+
+// step reads statusFile from the stopped build container ("" when it
+// cannot).
+func (b *dockerBuild) step(ctx context.Context) string {
+	rc, _, err := b.d.c.CopyFromContainer(ctx, b.id, statusFile)
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	if _, err := tr.Next(); err != nil {
+		return ""
+	}
+	data, _ := io.ReadAll(io.LimitReader(tr, 64))
+	return strings.TrimSpace(string(data))
+}
+
+// commit makes the image from the stopped build container and tags it.
+func (b *dockerBuild) commit(ctx context.Context, conf *container.Config) error {
+	b.committing = true
+	cctx, cancel := detached(ctx, 10*time.Minute)
+	defer cancel()
+	_, err := b.d.c.ContainerCommit(cctx, b.id, container.CommitOptions{
+		Reference: b.tag,
+		Comment:   fmt.Sprintf("qufop build of %s/%s v%d on %s", b.job.Owner, b.job.Name, b.job.Version, b.base),
+		Config:    conf,
+		Pause:     false,
+	})
+	if err != nil {
+		return errs.Failed(err, "docker commit of %s failed", b.tag)
+	}
+	return nil
+}
+
+// untag removes the tag of a build that failed after its commit was asked
+// for, and the image if nothing else holds it (no parents are pruned: they
+// are bases other builds use).
+func (b *dockerBuild) untag(ctx context.Context) {
+	if !b.committing {
+		return
+	}
+	rctx, cancel := detached(ctx, time.Minute)
+	defer cancel()
+	if _, err := b.d.c.ImageRemove(rctx, b.tag, image.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		fmt.Fprintf(b.log, "qufop: WARNING: cannot remove %s of the failed build: %v\n", b.tag, err)
+	}
+}
+
+// removeContainer removes the build container, if it may exist: by id,
+// or by name when its creation failed (the daemon may have made it
+// anyway).
+func (b *dockerBuild) removeContainer(ctx context.Context) {
+	ref := b.id
+	if ref == "" {
+		ref = b.name
+	}
+	if ref == "" {
+		return
+	}
+	rctx, cancel := detached(ctx, 2*time.Minute)
+	defer cancel()
+	for try := 1; ; try++ {
+		err := b.d.c.ContainerRemove(rctx, ref, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return
+		}
+		// "removal already in progress" and the like pass.
+		if try == 20 || sleep(rctx, 250*time.Millisecond) != nil {
+			fmt.Fprintf(b.log, "qufop: WARNING: cannot remove the build container %s: %v\n", b.name, err)
+			return
+		}
+	}
 }
 
 // ctxErr prefers the context's error (a timeout) when ctx is done.
@@ -153,37 +401,16 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// removeLeftovers deletes the intermediate images a failed build left
-// (the last one and its untagged parents; the base and images other builds
-// use stay).
-func (d *Docker) removeLeftovers(out buildOutput) {
-	if out.last == "" || out.last == out.base {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	// After a cancelled build the daemon may still be removing the step's
-	// container, which holds the image for a moment.
-	for try := 0; try < 20; try++ {
-		_, err := d.c.ImageRemove(ctx, out.last, image.RemoveOptions{PruneChildren: true})
-		if err == nil || !cerrdefs.IsConflict(err) {
-			return
-		}
-		if sleep(ctx, 500*time.Millisecond) != nil {
-			return
-		}
-	}
-}
-
 // ensureBase checks that the daemon holds ref, pulling it from the
-// configured registry (never from a public one) when ref names it.
-func (d *Docker) ensureBase(ctx context.Context, ref string, log io.Writer) error {
-	_, err := d.c.ImageInspect(ctx, ref)
+// configured registry (never from a public one) when ref names it, and
+// returns its inspection.
+func (d *Docker) ensureBase(ctx context.Context, ref string, log io.Writer) (*image.InspectResponse, error) {
+	ins, err := d.c.ImageInspect(ctx, ref)
 	if err == nil {
-		return nil
+		return &ins, nil
 	}
 	if !client.IsErrNotFound(err) {
-		return errs.Failed(err, "cannot inspect base image %s", ref)
+		return nil, errs.Failed(err, "cannot inspect base image %s", ref)
 	}
 	if d.cfg.Registry != "" && strings.HasPrefix(ref, d.cfg.Registry+"/") {
 		fmt.Fprintf(log, "qufop: pulling base image %s\n", ref)
@@ -193,11 +420,15 @@ func (d *Docker) ensureBase(ctx context.Context, ref string, log io.Writer) erro
 			rc.Close()
 		}
 		if perr == nil {
-			return nil
+			if ins, err := d.c.ImageInspect(ctx, ref); err == nil {
+				return &ins, nil
+			} else {
+				perr = err
+			}
 		}
 		err = perr
 	}
-	return errs.Wrap(400, err, "base image %s not found: %v (no image can be pulled from public registries)", ref, err)
+	return nil, errs.Wrap(400, err, "base image %s not found: %v (no image can be pulled from public registries)", ref, err)
 }
 
 func (d *Docker) push(ctx context.Context, tag string, log io.Writer) error {
@@ -233,76 +464,6 @@ func (m *jsonMessage) err() (string, int) {
 		return m.Error.Message, m.Error.Code
 	}
 	return m.ErrorMessage, 0
-}
-
-var (
-	exitRe  = regexp.MustCompile(`returned a non-zero code: ([0-9]+)`)
-	layerRe = regexp.MustCompile(`^ ---> ([0-9a-f]{12,64})$`)
-)
-
-// buildOutput is what decodeBuild saw: the image of the first step (the
-// base) and of the last finished one.
-type buildOutput struct{ base, last string }
-
-// decodeBuild copies a build's message stream to log as plain lines and
-// turns an error message into an error naming the failed build_script line.
-func decodeBuild(r io.Reader, log io.Writer, spec *ufop.Spec) (out buildOutput, _ error) {
-	dec := json.NewDecoder(bufio.NewReader(r))
-	var partial, step string
-	line := 0
-	st := statusWriter{w: log}
-	for {
-		var m jsonMessage
-		if err := dec.Decode(&m); err == io.EOF {
-			break
-		} else if err != nil {
-			return out, errs.Failed(err, "reading the docker build output")
-		}
-		if m.Stream != "" {
-			io.WriteString(log, m.Stream)
-			partial += m.Stream
-			for {
-				l, rest, ok := strings.Cut(partial, "\n")
-				if !ok {
-					break
-				}
-				partial = rest
-				if mm := layerRe.FindStringSubmatch(l); mm != nil {
-					out.last = mm[1]
-					if out.base == "" {
-						out.base = mm[1]
-					}
-				}
-				if strings.HasPrefix(l, "Step ") {
-					step, line = l, 0
-					if mm := markerRe.FindStringSubmatch(l); mm != nil {
-						line, _ = strconv.Atoi(mm[1])
-					}
-				}
-			}
-		} else if m.Status != "" {
-			st.write(&m)
-		}
-		msg, code := m.err()
-		if msg == "" {
-			continue
-		}
-		fmt.Fprintf(log, "ERROR: %s\n", msg)
-		if line >= 1 && line <= len(spec.BuildScript) {
-			exit := -1
-			if mm := exitRe.FindStringSubmatch(msg); mm != nil {
-				exit, _ = strconv.Atoi(mm[1])
-			} else if code > 0 {
-				exit = code
-			}
-			return out, &BuildError{Line: line, Cmd: spec.BuildScript[line-1], ExitCode: exit, Detail: msg}
-		}
-		if step != "" {
-			return out, errs.New(400, "docker build failed at %q: %s", strings.TrimSpace(step), msg)
-		}
-		return out, errs.New(400, "docker build failed: %s", msg)
-	}
-	return out, nil
 }
 
 // decodeStatus copies a pull or push message stream to log and fails on an
@@ -352,16 +513,19 @@ func (s *statusWriter) write(m *jsonMessage) {
 	fmt.Fprintf(s.w, "%s: %s\n", m.ID, m.Status)
 }
 
-// tarDir writes dir as a tar stream (the build context): files, folders and
-// symlinks as they are, owned by root.
-func tarDir(dir string, w io.Writer) error {
+// tarDir writes the tree under dir as a tar stream whose names start with
+// prefix/ (a relative path): files, folders and symlinks as they are, hard
+// links as links (their bytes once), everything owned by root.
+func tarDir(dir, prefix string, w io.Writer) error {
 	tw := tar.NewWriter(w)
+	type inode struct{ dev, ino uint64 }
+	seen := map[inode]string{}
 	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, err := filepath.Rel(dir, p)
-		if err != nil || rel == "." {
+		if err != nil {
 			return err
 		}
 		info, err := de.Info()
@@ -378,11 +542,19 @@ func tarDir(dir string, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		hdr.Name = filepath.ToSlash(rel)
+		hdr.Name = path.Join(prefix, filepath.ToSlash(rel))
 		if info.IsDir() {
 			hdr.Name += "/"
 		}
 		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && info.Mode().IsRegular() && st.Nlink > 1 {
+			key := inode{uint64(st.Dev), uint64(st.Ino)}
+			if first, ok := seen[key]; ok {
+				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
+				return tw.WriteHeader(hdr)
+			}
+			seen[key] = hdr.Name
+		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -111,6 +113,49 @@ func (p *Process) Build(ctx context.Context, job Job, log io.Writer) (res Result
 	}
 	return Result{Spec: spec, Dir: appDir}, nil
 }
+
+// Remove deletes the version folder of artifact, a Result.Dir
+// (cfg.Dir/<owner>/<name>/v<N>/app); any other path, in particular one
+// outside cfg.Dir, is refused. A folder that is gone is no error.
+func (p *Process) Remove(ctx context.Context, artifact string) error {
+	root, err := filepath.Abs(p.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(artifact)
+	if err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(root, dir)
+	parts := strings.Split(filepath.ToSlash(rel), "/")
+	if err != nil || len(parts) != 4 || parts[3] != "app" || checkName("owner", parts[0]) != nil || checkName("ufop name", parts[1]) != nil || !versionDirRe.MatchString(parts[2]) {
+		return errs.BadRequest("%q is not an app folder of this builder (want %s)", artifact, filepath.Join(p.cfg.Dir, "<owner>", "<name>", "v<N>", "app"))
+	}
+	vdir := filepath.Dir(dir)
+	// The folders on the way must be real ones: a symlink would lead the
+	// removal out of cfg.Dir.
+	for d := vdir; d != root; d = filepath.Dir(d) {
+		fi, err := os.Lstat(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return errs.BadRequest("%q is not an app folder of this builder: %s is not a folder", artifact, d)
+		}
+	}
+	if err := os.RemoveAll(vdir); err != nil {
+		return err
+	}
+	// The UFOP's and the owner's folders go when they are empty.
+	_ = os.Remove(filepath.Dir(vdir))
+	_ = os.Remove(filepath.Dir(filepath.Dir(vdir)))
+	return nil
+}
+
+var versionDirRe = regexp.MustCompile(`^v[1-9][0-9]*$`)
 
 func hostPath() string {
 	if p := os.Getenv("PATH"); p != "" {

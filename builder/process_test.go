@@ -120,3 +120,71 @@ func TestProcessBuildFromPath(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestProcessRemove(t *testing.T) {
+	b, cfg := newProcessBuilder(t, nil)
+	tb := makeTar(t, false, file("ufop.yaml", "image: ubuntu\nbuild_script:\n  - mv $RESOURCE/* .\nrun: ./app\n"))
+	var dirs []string
+	for v := 1; v <= 2; v++ {
+		res, err := b.Build(context.Background(), Job{Owner: "alice", Name: "gone", Version: v, Tarball: bytes.NewReader(tb)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, res.Dir)
+	}
+	// Not app folders of this builder: refused, and nothing is removed.
+	outside := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(outside, "bob", "x", "v1", "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{
+		"/etc",
+		outside,
+		filepath.Join(outside, "bob", "x", "v1", "app"),
+		cfg.Dir,
+		filepath.Join(cfg.Dir, "alice"),
+		filepath.Join(cfg.Dir, "alice", "gone", "v1"),
+		filepath.Join(cfg.Dir, "alice", "gone", "v1", "app", ".."),
+		filepath.Join(cfg.Dir, "alice", "gone", "v1", "app", "ufop.yaml"),
+		filepath.Join(cfg.Dir, "logs", "alice", "gone", "app"),
+		filepath.Join(cfg.Dir, "alice", "..", "..", "alice", "gone", "v1", "app"),
+	} {
+		if err := b.Remove(context.Background(), p); err == nil || errs.Status(err) != 400 {
+			t.Errorf("Remove(%s): %v", p, err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(outside, "bob"), filepath.Join(cfg.Dir, "bob")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Remove(context.Background(), filepath.Join(cfg.Dir, "bob", "x", "v1", "app")); err == nil {
+		t.Error("Remove through a symlink out of the folder passed")
+	}
+	if _, err := os.Stat(filepath.Join(outside, "bob", "x", "v1", "app")); err != nil {
+		t.Errorf("a folder outside was removed: %v", err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := b.Remove(context.Background(), dirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(dirs[0])); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("v1 folder after Remove: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dirs[1], "ufop.yaml")); err != nil {
+		t.Errorf("v2 after removing v1: %v", err)
+	}
+	if err := b.Remove(context.Background(), dirs[0]); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+	if err := b.Remove(context.Background(), dirs[1]); err != nil {
+		t.Fatal(err)
+	}
+	// The UFOP's and the owner's folders went with their last version.
+	if _, err := os.Stat(filepath.Join(cfg.Dir, "alice")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("owner folder after removing every version: %v", err)
+	}
+}
