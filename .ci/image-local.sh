@@ -9,8 +9,39 @@
 # The libraries come from this machine: run it on the Debian release the
 # image's users expect (the binary was linked against it anyway). Needs a
 # running dockerd (bash .ci/services.sh starts one).
+#
+# `bash .ci/image-local.sh registry` makes local/docker-registry:2.8 (IMAGE=...
+# to change it) the same way from Debian's docker-registry (REGISTRY_BIN,
+# default /usr/bin/docker-registry), the image jobspecs/registry.nomad.hcl
+# runs by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = registry ]; then
+  IMAGE=${IMAGE:-local/docker-registry:2.8}
+  REGISTRY_BIN=${REGISTRY_BIN:-/usr/bin/docker-registry}
+  [ -x "$REGISTRY_BIN" ] || { echo "image-local: $REGISTRY_BIN is missing: apt-get install docker-registry" >&2; exit 1; }
+  docker info >/dev/null 2>&1 || { echo "image-local: Docker is not running (bash .ci/services.sh starts it)" >&2; exit 1; }
+  ctx=$(mktemp -d)
+  trap 'rm -rf "$ctx"' EXIT
+  mkdir -p "$ctx/rootfs/usr/bin" "$ctx/rootfs/tmp"
+  # Kept at /usr/bin/docker-registry, the job's default entrypoint; the job
+  # supplies the config.
+  cp "$REGISTRY_BIN" "$ctx/rootfs/usr/bin/docker-registry"
+  ldd "$REGISTRY_BIN" 2>/dev/null | grep -o '/[^ )]*' | sort -u | while read -r lib; do
+    cp --parents -L "$lib" "$ctx/rootfs/"
+  done
+  chmod 1777 "$ctx/rootfs/tmp"
+  printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/bin:/bin\n' >"$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" "$ctx" >/dev/null
+  out=$(docker run --rm --entrypoint /usr/bin/docker-registry "$IMAGE" --version)
+  case $out in
+    *"docker-registry github.com/"*) ;;
+    *) echo "image-local: $IMAGE --version printed: $out" >&2; exit 1 ;;
+  esac
+  echo "image-local: $IMAGE ($out)"
+  exit 0
+fi
 
 IMAGE=${IMAGE:-qufop/qufop:dev}
 BIN=${BIN:-bin/qufop}

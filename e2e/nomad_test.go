@@ -1,13 +1,20 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -21,85 +28,69 @@ import (
 	"github.com/qufop/qufop/ufop"
 )
 
-// agent is a real `nomad agent -dev` or `consul agent -dev` on loopback.
-type agent struct {
-	cmd  *exec.Cmd
-	addr string
-}
-
-// startAgent runs bin with args, waiting until GET addr+ready answers 200.
-func startAgent(t *testing.T, bin string, ready string, args ...string) *agent {
-	t.Helper()
-	logf, err := os.Create(filepath.Join(t.TempDir(), filepath.Base(bin)+".log"))
-	require.NoError(t, err)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("%s log:\n%s", bin, tail(string(b), 40))
-		}
-	})
-	require.Eventually(t, func() bool {
-		r, err := http.Get(ready)
-		if err != nil {
-			return false
-		}
-		r.Body.Close()
-		return r.StatusCode == 200
-	}, 90*time.Second, 250*time.Millisecond, "%s did not come up", bin)
-	return &agent{cmd: cmd}
-}
-
 // TestRealNomadAndConsul runs the platform against real Nomad and Consul dev
-// agents (`make test-nomad`). Nomad v1.6.5 and Consul v1.16.3 cannot be
-// installed from a package here: the test is skipped, saying so, unless both
-// binaries are on PATH.
+// agents (`make test-nomad`): `qufop builder` and `qufop gateway` on the
+// host, UFOPs as Nomad jobs. A Qiniu v1 program (examples/ufop-v1-fetch, no
+// health path: a TCP check) is deployed and called, then the handler demo
+// goes through resize, logs, an upgrade under load and an upgrade that
+// cannot be placed. Nomad v1.6.5 and Consul v1.16.3 cannot be installed
+// from a package here: the test is skipped, saying so, unless both binaries
+// are on PATH.
 func TestRealNomadAndConsul(t *testing.T) {
-	nomadBin, err1 := exec.LookPath("nomad")
-	consulBin, err2 := exec.LookPath("consul")
-	if err1 != nil || err2 != nil {
-		t.Skip("skipping: needs `nomad` (v1.6.5) and `consul` (v1.16.3) on PATH; they cannot be installed from a package here")
-	}
+	requireNomadConsul(t)
 	p := startPlatformDeps(t)
-	startAgent(t, consulBin, "http://127.0.0.1:8500/v1/status/leader",
-		"agent", "-dev", "-client", "127.0.0.1", "-bind", "127.0.0.1")
-	startAgent(t, nomadBin, "http://127.0.0.1:4646/v1/status/leader",
-		"agent", "-dev", "-bind", "127.0.0.1", "-consul-address", "127.0.0.1:8500",
-		"-data-dir", t.TempDir())
+	suffix := time.Now().UnixNano() % 1e6
+	name := fmt.Sprintf("nomad-e2e-%d", suffix)
+	v1 := fmt.Sprintf("nomad-v1-%d", suffix)
+	// Registered before the agents start, so that it runs once their
+	// containers are gone.
+	removeUFOPsAtEnd(t, dockertest.Client(t), dockertest.RegistryAddr, name, v1)
+	startNomadEnv(t)
 
-	builderAddr, gatewayAddr := freePort(t), freePort(t)
+	// The gateway listens on Docker's bridge: /uop programs fetch their
+	// input from its advertised address, from inside their containers.
+	builderAddr := freePort(t)
+	gatewayAddr := net.JoinHostPort(dockerBridgeIP(t), strconv.Itoa(freeTCPPort(t)))
 	run := func(args ...string) {
 		cmd := exec.Command(p.bin, args...)
 		logf, err := os.Create(filepath.Join(p.work, args[0]+".log"))
 		require.NoError(t, err)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		require.NoError(t, cmd.Start())
-		t.Cleanup(func() { cmd.Process.Signal(syscall.SIGINT); cmd.Wait() })
+		t.Cleanup(func() {
+			cmd.Process.Signal(syscall.SIGINT)
+			cmd.Wait()
+			if t.Failed() {
+				b, _ := os.ReadFile(logf.Name())
+				t.Logf("qufop %s log:\n%s", args[0], tail(string(b), 30))
+			}
+		})
 	}
 	run("builder", "--listen", builderAddr, "--data", filepath.Join(p.work, "builder"),
-		"--nomad-addr", "http://127.0.0.1:4646", "--consul-addr", "127.0.0.1:8500",
-		"--access-key", ak, "--secret-key", sk)
+		"--nomad-addr", nomadAddr, "--consul-addr", consulAddr, "--access-key", ak, "--secret-key", sk,
+		"--base-image", "ubuntu="+dockertest.BusyboxRef) // Qiniu's "ubuntu" is busybox here
 	bucket := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(bucket, "note.txt"), []byte("hello nomad"), 0o644))
-	run("gateway", "--listen", gatewayAddr, "--bucket", "files="+bucket, "--consul-addr", "127.0.0.1:8500")
+	jpeg, err := os.ReadFile("../testdata/images/storm-1920x1080.jpg")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(bucket, "storm.jpg"), jpeg, 0o644))
+	run("gateway", "--listen", gatewayAddr, "--advertise-addr", gatewayAddr, "--bucket", "files="+bucket, "--consul-addr", consulAddr)
 	p.base = "http://" + gatewayAddr
 	p.env = append(os.Environ(), "QUFOP_ADDR=http://"+builderAddr, "QUFOP_ACCESS_KEY="+ak, "QUFOP_SECRET_KEY="+sk,
 		"QUFOP_CONFIG="+filepath.Join(p.work, "cli.json"))
 	require.Eventually(t, func() bool { _, err := p.qufop("list"); return err == nil }, 30*time.Second, 200*time.Millisecond)
+	require.Eventually(t, func() bool {
+		r, err := http.Get(p.base + "/health")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil
+	}, 30*time.Second, 200*time.Millisecond, "the gateway did not come up")
+
+	checkV1Program(t, p, v1)
 
 	demoBin := filepath.Join(p.work, "ufop-demo")
 	goBuild(t, demoBin, "./examples/ufop-demo", false)
-	name := fmt.Sprintf("nomad-e2e-%d", time.Now().UnixNano()%1e6)
 	p.must("reg", name)
 	defer p.qufop("unreg", name)
 	p.must("build", name, "-f", demoSource(t, demoBin, "handler", ""))
@@ -144,6 +135,99 @@ func TestRealNomadAndConsul(t *testing.T) {
 	// Nomad refuses to scale until it is over (min_healthy_time).
 	require.Eventually(t, func() bool { _, err := p.qufop("resize", name, "-n", "0"); return err == nil },
 		90*time.Second, 2*time.Second, "resize -n 0 after the failed upgrade")
+}
+
+// checkV1Program deploys examples/ufop-v1-fetch as its author packed it
+// (`make tar`: ufop.yaml with Qiniu's three keys and the binary, a tarball)
+// through the CLI, and calls it through the gateway on an object and after
+// imageView2. The program has no health endpoint: its instance is healthy
+// in Consul through the TCP check, and Nomad's deployment (which resize
+// waits for) through that check. Its ufop.yaml says image: ubuntu, which
+// the builder maps to local/busybox:1 (--base-image).
+func checkV1Program(t *testing.T, p *platform, name string) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "ufop-v1-fetch")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./examples/ufop-v1-fetch")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build ufop-v1-fetch: %s", out)
+	spec, err := os.ReadFile("../examples/ufop-v1-fetch/ufop.yaml")
+	require.NoError(t, err)
+	require.Contains(t, string(spec), "image: ubuntu\n")
+	tarball := filepath.Join(dir, "ufop-v1-fetch.tar")
+	writeTar(t, tarball, map[string][]byte{"ufop.yaml": spec, "ufop-v1-fetch": mustRead(t, bin)})
+
+	p.must("reg", name)
+	defer p.qufop("unreg", name)
+	p.must("build", name, "-f", tarball)
+	p.must("chver", name, "-c", "1")
+	start := time.Now()
+	p.must("resize", name, "-n", "1", "--timeout", "5m")
+	t.Logf("v1 program: resize -n 1 to healthy: %s", time.Since(start).Round(100*time.Millisecond))
+
+	// In Consul: one passing instance, through the TCP check.
+	var entries []struct {
+		Checks []struct{ Name, Type, Status, ServiceName, Output string }
+	}
+	getJSON(t, "http://"+consulAddr+"/v1/health/service/ufop-"+name+"?passing", &entries)
+	require.Len(t, entries, 1, "passing instances of ufop-%s", name)
+	var checks []string
+	for _, c := range entries[0].Checks {
+		if c.ServiceName == "ufop-"+name {
+			checks = append(checks, c.Name+" "+c.Type+" "+c.Status)
+			t.Logf("Consul check %s (%s): %s: %s", c.Name, c.Type, c.Status, strings.TrimSpace(c.Output))
+		}
+	}
+	require.Equal(t, []string{"tcp-alive tcp passing"}, checks)
+
+	hello := md5.Sum([]byte("hello nomad"))
+	var code int
+	var body string
+	require.Eventually(t, func() bool {
+		code, _, body = p.get("/files/note.txt?" + name)
+		return code == 200
+	}, 60*time.Second, 200*time.Millisecond, "?%s: %d %s", name, &code, &body)
+	require.JSONEq(t, fmt.Sprintf(`{"md5":%q,"size":11}`, hex.EncodeToString(hello[:])), body)
+	code, _, body = p.get("/files/note.txt?" + name + "/sha1")
+	require.Equal(t, 200, code, body)
+	require.Contains(t, body, `"sha1":"`)
+
+	// After imageView2 the program fetches the step's output: its md5 is
+	// that of what imageView2 alone answers.
+	code, ctype, thumb := p.get("/files/storm.jpg?imageView2/2/w/200")
+	require.Equal(t, 200, code, thumb)
+	require.Equal(t, "image/jpeg", ctype)
+	sum := md5.Sum([]byte(thumb))
+	code, _, body = p.get("/files/storm.jpg?imageView2/2/w/200|" + name)
+	require.Equal(t, 200, code, body)
+	require.JSONEq(t, fmt.Sprintf(`{"md5":%q,"size":%d}`, hex.EncodeToString(sum[:]), len(thumb)), body)
+
+	p.must("resize", name, "-n", "0")
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return b
+}
+
+// writeTar writes files (executable) at the root of a tarball at path.
+func writeTar(t *testing.T, path string, files map[string][]byte) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: n, Mode: 0o755, Size: int64(len(files[n])), Typeflag: tar.TypeReg, ModTime: time.Now()}))
+		_, err := tw.Write(files[n])
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
 }
 
 // checkNomadLogs reads the logs of an instance through Nomad (`qufop
@@ -199,12 +283,12 @@ func checkUnplaceable(t *testing.T, p *platform, name, demoBin string) {
 // nodeCPUMHz is the CPU the dev agent's node offers to allocations.
 func nodeCPUMHz(t *testing.T) int {
 	var nodes []struct{ ID string }
-	getJSON(t, "http://127.0.0.1:4646/v1/nodes", &nodes)
+	getJSON(t, nomadAddr+"/v1/nodes", &nodes)
 	require.NotEmpty(t, nodes)
 	var node struct {
 		NodeResources struct{ Cpu struct{ CpuShares int } }
 	}
-	getJSON(t, "http://127.0.0.1:4646/v1/node/"+nodes[0].ID, &node)
+	getJSON(t, nomadAddr+"/v1/node/"+nodes[0].ID, &node)
 	require.Positive(t, node.NodeResources.Cpu.CpuShares)
 	return node.NodeResources.Cpu.CpuShares
 }
