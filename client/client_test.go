@@ -115,6 +115,7 @@ func TestClientFlow(t *testing.T) {
 	un, err := c.Unregister(ctx, "demo-md5")
 	require.NoError(t, err)
 	assert.True(t, un.Deleted)
+	assert.Equal(t, []string{"127.0.0.1:5000/" + clienttest.User + "/demo-md5:v1"}, un.Removed, "the failed build left nothing")
 	_, err = c.Info(ctx, "demo-md5")
 	assert.True(t, client.IsStatus(err, http.StatusNotFound), "%v", err)
 	assert.Equal(t, `no such ufop "demo-md5"`, err.Error())
@@ -157,4 +158,30 @@ func TestAPIErrorMessage(t *testing.T) {
 	assert.Equal(t, "boom (HTTP 500)", (&client.APIError{Status: 500, Msg: "boom"}).Error())
 	assert.Equal(t, "HTTP 502 Bad Gateway", (&client.APIError{Status: 502}).Error())
 	assert.Equal(t, "no such ufop", (&client.APIError{Status: 404, Msg: "no such ufop"}).Error())
+}
+
+// unreg keeps the builds another UFOP of the owner builds on.
+func TestUnregisterKeepsBases(t *testing.T) {
+	srv := clienttest.Start(t)
+	ctx := context.Background()
+	c := client.New(srv.URL, srv.Creds)
+	for _, name := range []string{"base-ufop", "child-ufop"} {
+		_, err := c.Register(ctx, name, "2", "")
+		require.NoError(t, err)
+	}
+	upload(t, c, "base-ufop", "./app")
+	upload(t, c, "base-ufop", "./app")
+	tb := tarball(t, map[string]string{"ufop.yaml": "image: base-ufop.v2\nrun: ./app\n", "app": "#!/bin/sh\n"})
+	n, err := c.Upload(ctx, "child-ufop", "", bytes.NewReader(tb), int64(len(tb)), "")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		v, err := c.Version(ctx, "child-ufop", n)
+		return err == nil && v.State != api.StateBuilding
+	}, 10*time.Second, 20*time.Millisecond)
+
+	un, err := c.Unregister(ctx, "base-ufop")
+	require.NoError(t, err)
+	prefix := "127.0.0.1:5000/" + clienttest.User + "/base-ufop:"
+	assert.Equal(t, []string{prefix + "v1"}, un.Removed)
+	assert.Equal(t, []api.Kept{{Artifact: prefix + "v2", Reason: "the base of child-ufop version 1"}}, un.Kept)
 }

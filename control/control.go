@@ -44,6 +44,9 @@ type Builder interface {
 	Unpack(ctx context.Context, r io.Reader, dest string) (*ufop.Spec, error)
 	// Build builds b, writing the build log to log.
 	Build(ctx context.Context, b Build, log io.Writer) (Built, error)
+	// Remove deletes a built artifact (Built.Image or Built.Dir): from the
+	// registry and the local daemon, or the folder. Missing is no error.
+	Remove(ctx context.Context, artifact string) error
 }
 
 // BuildLogs keeps one log per version.

@@ -1,6 +1,8 @@
 package control
 
 import (
+	"context"
+	"fmt"
 	"errors"
 	"net/http"
 
@@ -90,12 +92,60 @@ func (s *Server) unregister(c *gin.Context) {
 		fail(c, errs.Failed(err, "stopping the instances of %q failed", rec.Name))
 		return
 	}
-	if err := s.keeper.Delete(c.Request.Context(), rec.Name); err != nil {
+	ctx := c.Request.Context()
+	res := api.Unregistered{Name: rec.Name, Deleted: true, Removed: []string{}}
+	bases, err := s.basesOf(ctx, rec)
+	if err != nil {
 		fail(c, err)
 		return
 	}
-	s.log.Info("ufop unregistered", "ufop", rec.Name)
-	c.JSON(http.StatusOK, api.Unregistered{Name: rec.Name, Deleted: true, Removed: []string{}})
+	// The instances are gone: nothing holds the builds any more but other
+	// UFOPs' versions built on them, which keep theirs.
+	for _, v := range rec.Versions {
+		art := v.Image + v.Dir
+		switch {
+		case art == "":
+		case bases[v.N] != "":
+			res.Kept = append(res.Kept, api.Kept{Artifact: art, Reason: bases[v.N]})
+		default:
+			if err := s.build.Remove(ctx, art); err != nil {
+				res.Warnings = append(res.Warnings, errs.Public(err))
+				s.log.Warn("removing a build of an unregistered ufop", "ufop", rec.Name, "version", v.N, "err", err)
+				continue
+			}
+			res.Removed = append(res.Removed, art)
+		}
+	}
+	if err := s.keeper.Delete(ctx, rec.Name); err != nil {
+		fail(c, err)
+		return
+	}
+	s.log.Info("ufop unregistered", "ufop", rec.Name, "removed", len(res.Removed), "kept", len(res.Kept))
+	c.JSON(http.StatusOK, res)
+}
+
+// basesOf says which versions of rec other UFOPs of its owner build on
+// (ufop.yaml image: "<name>.v<N>"), and which: those builds must stay.
+func (s *Server) basesOf(ctx context.Context, rec *ufop.Record) (map[int]string, error) {
+	all, err := s.keeper.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bases := map[int]string{}
+	for _, other := range all {
+		if other.Name == rec.Name || other.Owner != rec.Owner {
+			continue
+		}
+		for _, v := range other.Versions {
+			if v.Spec == nil {
+				continue
+			}
+			if n, ok := ufop.BaseVersion(v.Spec.Image, rec.Name); ok && bases[n] == "" {
+				bases[n] = fmt.Sprintf("the base of %s version %d", other.Name, v.N)
+			}
+		}
+	}
+	return bases, nil
 }
 
 // chver picks the current version; instances change only on upgrade.

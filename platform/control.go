@@ -118,6 +118,10 @@ func (a buildAdapter) Unpack(ctx context.Context, r io.Reader, dest string) (*uf
 	return builder.Unpack(ctx, r, dest, a.lim)
 }
 
+func (a buildAdapter) Remove(ctx context.Context, artifact string) error {
+	return a.b.Remove(ctx, artifact)
+}
+
 func (a buildAdapter) Build(ctx context.Context, b control.Build, log io.Writer) (control.Built, error) {
 	res, err := a.b.Build(ctx, builder.Job{Owner: b.Owner, Name: b.Name, Version: b.Version, TarballPath: b.Tarball}, log)
 	return control.Built{Image: res.Image, Dir: res.Dir}, err

@@ -274,3 +274,27 @@ func yamlError(err error) error {
 	}
 	return &SpecError{Line: line, Msg: "not valid YAML: " + msg}
 }
+
+// prevVersion is ufop.yaml's way of building on another UFOP's version:
+// image: <ufop>.v<N> (Qiniu's "test.v7").
+var prevVersion = regexp.MustCompile(`^([a-z0-9]+(?:[._-][a-z0-9]+)*)\.v([1-9][0-9]*)$`)
+
+// ParseBase reads an image of the form <ufop>.v<N>: the UFOP name and
+// version an image is built on.
+func ParseBase(image string) (name string, version int, ok bool) {
+	m := prevVersion.FindStringSubmatch(image)
+	if m == nil {
+		return "", 0, false
+	}
+	v, err := strconv.Atoi(m[2])
+	if err != nil {
+		return "", 0, false
+	}
+	return m[1], v, true
+}
+
+// BaseVersion says which version of UFOP name image builds on, if any.
+func BaseVersion(image, name string) (int, bool) {
+	n, v, ok := ParseBase(image)
+	return v, ok && n == name
+}

@@ -152,3 +152,27 @@ func FuzzParseSpec(f *testing.F) {
 		}
 	})
 }
+
+func TestParseBase(t *testing.T) {
+	for _, tc := range []struct {
+		image, name string
+		version     int
+		ok          bool
+	}{
+		{"test.v7", "test", 7, true},
+		{"my-ufop.v12", "my-ufop", 12, true},
+		{"a.b.v1", "a.b", 1, true},
+		{"ubuntu", "", 0, false},
+		{"test.v0", "", 0, false},
+		{"local/busybox:1", "", 0, false},
+		{"Test.v1", "", 0, false},
+	} {
+		name, v, ok := ParseBase(tc.image)
+		assert.Equal(t, []any{tc.name, tc.version, tc.ok}, []any{name, v, ok}, tc.image)
+	}
+	v, ok := BaseVersion("demo.v3", "demo")
+	assert.True(t, ok)
+	assert.Equal(t, 3, v)
+	_, ok = BaseVersion("demo.v3", "other")
+	assert.False(t, ok)
+}

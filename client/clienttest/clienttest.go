@@ -210,6 +210,10 @@ func (Builder) Build(ctx context.Context, b control.Build, log io.Writer) (contr
 	return control.Built{Image: fmt.Sprintf("127.0.0.1:5000/%s/%s:v%d", b.Owner, b.Name, b.Version)}, nil
 }
 
+// Remove implements control.Builder: the fake's builds leave nothing to
+// remove.
+func (Builder) Remove(context.Context, string) error { return nil }
+
 type statusError struct {
 	status int
 	msg    string
