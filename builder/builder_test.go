@@ -11,9 +11,12 @@ import (
 	"time"
 )
 
-// fakeBackend sleeps, counting the builds running at once.
+// fakeBackend counts the builds running at once. A build reports on
+// started (when set) and ends when release is closed or sends to it (or,
+// with release nil, at once), or when its context ends.
 type fakeBackend struct {
-	sleep     time.Duration
+	started   chan string
+	release   chan struct{}
 	running   atomic.Int32
 	maxSeen   atomic.Int32
 	completed atomic.Int32
@@ -26,19 +29,20 @@ func (f *fakeBackend) Remove(ctx context.Context, artifact string) error { retur
 func (f *fakeBackend) Build(ctx context.Context, job Job, log io.Writer) (Result, error) {
 	n := f.running.Add(1)
 	defer f.running.Add(-1)
-	for {
-		m := f.maxSeen.Load()
-		if n <= m || f.maxSeen.CompareAndSwap(m, n) {
-			break
+	for m := f.maxSeen.Load(); n > m && !f.maxSeen.CompareAndSwap(m, n); m = f.maxSeen.Load() {
+	}
+	if f.started != nil {
+		f.started <- job.Name
+	}
+	if f.release != nil {
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
 		}
 	}
-	select {
-	case <-time.After(f.sleep):
-		f.completed.Add(1)
-		return Result{Image: job.Name}, nil
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	}
+	f.completed.Add(1)
+	return Result{Image: job.Name}, nil
 }
 
 func fakeJob(name string) Job {
@@ -49,7 +53,7 @@ func TestBuilderConcurrencyBound(t *testing.T) {
 	cfg := NewDefaultConfig()
 	cfg.Dir = t.TempDir()
 	cfg.MaxConcurrent = 2
-	fb := &fakeBackend{sleep: 100 * time.Millisecond}
+	fb := &fakeBackend{started: make(chan string), release: make(chan struct{})}
 	b, err := New(cfg, fb)
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +68,14 @@ func TestBuilderConcurrencyBound(t *testing.T) {
 			}
 		}()
 	}
+	// Two builds hold the slots; each one released lets the next one in.
+	<-fb.started
+	<-fb.started
+	for range 5 {
+		fb.release <- struct{}{}
+		<-fb.started
+	}
+	close(fb.release)
 	wg.Wait()
 	if m := fb.maxSeen.Load(); m != 2 {
 		t.Errorf("max concurrent builds %d, want 2", m)
@@ -77,19 +89,16 @@ func TestBuilderWaitRespectsContext(t *testing.T) {
 	cfg := NewDefaultConfig()
 	cfg.Dir = t.TempDir()
 	cfg.MaxConcurrent = 1
-	fb := &fakeBackend{sleep: 2 * time.Second}
+	fb := &fakeBackend{started: make(chan string, 1), release: make(chan struct{})}
+	defer close(fb.release)
 	b, _ := New(cfg, fb)
 	go b.Build(context.Background(), fakeJob("first"), nil)
-	time.Sleep(50 * time.Millisecond)
+	<-fb.started // first holds the only slot
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	_, err := b.Build(ctx, fakeJob("second"), nil)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting for a build slot") {
 		t.Fatalf("err = %v", err)
-	}
-	if time.Since(start) > time.Second {
-		t.Errorf("waited %s", time.Since(start))
 	}
 }
 
@@ -97,7 +106,8 @@ func TestBuilderTimeoutAndValidation(t *testing.T) {
 	cfg := NewDefaultConfig()
 	cfg.Dir = t.TempDir()
 	cfg.Timeout = 50 * time.Millisecond
-	b, _ := New(cfg, &fakeBackend{sleep: time.Second})
+	never := make(chan struct{}) // the build ends with its timeout only
+	b, _ := New(cfg, &fakeBackend{release: never})
 	if _, err := b.Build(context.Background(), fakeJob("slow"), nil); err == nil || !strings.Contains(err.Error(), "build timed out after 50ms") {
 		t.Errorf("err = %v", err)
 	}

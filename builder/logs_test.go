@@ -41,7 +41,7 @@ func TestLogStoreFollow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("Follow did not return")
 	}
 	if got.String() != want.String() {
