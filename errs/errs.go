@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // Qiniu status codes that net/http has no name for.
@@ -88,6 +89,19 @@ type Carrier interface {
 // Public returns the message of err that a client may see. Errors without a
 // public message are reported generically: their text may hold paths.
 func Public(err error) string {
+	// errors.Join of public errors (every problem of a ufop.yaml at once):
+	// all of them, not only the first errors.As would find.
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var msgs []string
+		for _, m := range j.Unwrap() {
+			if msg := Public(m); msg != "processing failed" {
+				msgs = append(msgs, msg)
+			}
+		}
+		if len(msgs) > 0 {
+			return strings.Join(msgs, "; ")
+		}
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Msg

@@ -44,3 +44,22 @@ func TestStatusAndPublic(t *testing.T) {
 		t.Errorf("Error/Unwrap: %q", e.Error())
 	}
 }
+
+type carried string
+
+func (c carried) Error() string   { return string(c) }
+func (c carried) HTTPStatus() int { return 400 }
+
+// Every public error of a join is shown, not only the first.
+func TestPublicOfJoin(t *testing.T) {
+	err := errors.Join(carried("ufop.yaml:1: image: missing"), carried("ufop.yaml:3: foo: unknown key"), errors.New("/secret/path"))
+	if got, want := Public(err), "ufop.yaml:1: image: missing; ufop.yaml:3: foo: unknown key"; got != want {
+		t.Fatalf("Public = %q, want %q", got, want)
+	}
+	if got := Public(errors.Join(errors.New("/secret/path"))); got != "processing failed" {
+		t.Fatalf("Public = %q", got)
+	}
+	if got := Status(err); got != 400 {
+		t.Fatalf("Status = %d", got)
+	}
+}
