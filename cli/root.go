@@ -1,5 +1,6 @@
 // Package cli holds the cobra commands of the one qufop binary: the platform
-// roles (dev, gateway) and, later, the user verbs compatible with qufopctl.
+// roles (dev, gateway, builder), whose wiring is package platform, and the
+// user verbs compatible with qufopctl, on package client.
 package cli
 
 import (

@@ -30,7 +30,7 @@ func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
 	gw, img := &f.cfg.Gateway, &f.cfg.Image
 	fs.StringVar(&gw.Listen, "listen", gw.Listen, "address the gateway listens on")
 	fs.StringArrayVar(&f.buckets, "bucket", nil, "serve folder DIR as bucket NAME (NAME=DIR, repeatable)")
-	fs.IntVar(&gw.Workers, "workers", gw.Workers, "built-in steps run at once (default: number of cores)")
+	fs.IntVar(&gw.Workers, "workers", gw.Workers, "built-in steps run at once (the default is this machine's number of cores)")
 	fs.IntVar(&gw.QueueSize, "queue", gw.QueueSize, "steps that may wait for a worker before new ones get 503")
 	fs.DurationVar(&gw.RequestTimeout, "timeout", gw.RequestTimeout, "deadline of one processing request (504 past it)")
 	fs.Int64Var(&gw.MaxSourceBytes, "max-source-bytes", gw.MaxSourceBytes, "largest stored object a processing request reads")

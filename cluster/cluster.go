@@ -2,8 +2,8 @@
 // runs on: an Orchestrator that runs UFOP instances, a Catalog that knows
 // which of them are healthy, and a KV that holds the platform's state.
 // Implementations live in sub-packages: cluster/local (the embedded default:
-// Docker containers or plain processes, a file KV), and later cluster/nomad
-// and cluster/consul.
+// Docker containers or plain processes, a file KV), cluster/nomad (the
+// Orchestrator on Nomad) and cluster/consul (Catalog and KV on Consul).
 package cluster
 
 import (

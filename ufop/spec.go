@@ -1,6 +1,6 @@
 // Package ufop is the domain of custom processors (UFOPs): the ufop.yaml
-// description file, flavors, and (in later files) records and the /uop and
-// /handler protocol client.
+// description file, flavors, records and the Keeper that stores them, and
+// the client of the /uop and /handler protocols.
 package ufop
 
 import (
