@@ -125,9 +125,10 @@ func (d *Docker) Build(ctx context.Context, job Job, log io.Writer) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
+	conf := imageConfig(spec, baseInfo, d.cfg, job)
 	b := &dockerBuild{d: d, job: job, spec: spec, base: base, tag: tag, log: log}
 	defer b.removeContainer(ctx)
-	if err := b.run(ctx, script, resource); err != nil {
+	if err := b.run(ctx, script, resource, maps.Clone(conf.Labels)); err != nil {
 		return Result{}, ctxErr(ctx, err)
 	}
 	ok := false
@@ -136,7 +137,7 @@ func (d *Docker) Build(ctx context.Context, job Job, log io.Writer) (Result, err
 			b.untag(ctx)
 		}
 	}()
-	if err := b.commit(ctx, imageConfig(spec, baseInfo, d.cfg, job)); err != nil {
+	if err := b.commit(ctx, conf); err != nil {
 		return Result{}, ctxErr(ctx, err)
 	}
 	fmt.Fprintf(log, "qufop: built %s\n", tag)
@@ -198,9 +199,20 @@ func buildEnv(spec *ufop.Spec) []string {
 	return env
 }
 
-// buildContainerPrefix starts the names of build containers:
-// qufop-build-<owner>-<name>-v<N>-<random>.
+// buildContainerPrefix starts the names of build containers.
 const buildContainerPrefix = "qufop-build-"
+
+// buildContainerName is the name of a build container, but its random end:
+// qufop-build-[<namespace>-]<owner>-<name>-v<N>-. Build containers also
+// carry the image's labels (cfg.Labels, the platform's id among them), which
+// docker commit would copy to the image in any case.
+func (c Config) buildContainerName(owner, name string, version int) string {
+	ns := ""
+	if c.Namespace != "" {
+		ns = c.Namespace + "-"
+	}
+	return fmt.Sprintf("%s%s%s-%s-v%d-", buildContainerPrefix, ns, owner, name, version)
+}
 
 // dockerBuild is one build container's life.
 type dockerBuild struct {
@@ -226,10 +238,10 @@ func detached(ctx context.Context, d time.Duration) (context.Context, context.Ca
 
 // run creates the build container, copies the resource in, runs script
 // with its output streamed to the log, and reports how it exited.
-func (b *dockerBuild) run(ctx context.Context, script, resource string) error {
+func (b *dockerBuild) run(ctx context.Context, script, resource string, labels map[string]string) error {
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	b.name = fmt.Sprintf("%s%s-%s-v%d-%x", buildContainerPrefix, b.job.Owner, b.job.Name, b.job.Version, rnd)
+	b.name = fmt.Sprintf("%s%x", b.d.cfg.buildContainerName(b.job.Owner, b.job.Name, b.job.Version), rnd)
 	cctx, cancel := detached(ctx, 2*time.Minute)
 	created, err := b.d.c.ContainerCreate(cctx, &container.Config{
 		Image:        b.base,
@@ -239,6 +251,7 @@ func (b *dockerBuild) run(ctx context.Context, script, resource string) error {
 		Cmd:          strslice.StrSlice{"/bin/sh", "-c", script},
 		AttachStdout: true,
 		AttachStderr: true,
+		Labels:       labels,
 	}, nil, nil, nil, b.name)
 	cancel()
 	if err != nil {

@@ -187,7 +187,7 @@ func (e *dockerEnv) build(ctx context.Context, job Job, log io.Writer) (Result, 
 // exists.
 func (e *dockerEnv) noBuildContainers(t *testing.T, owner, name string, version int) {
 	t.Helper()
-	prefix := fmt.Sprintf("%s%s-%s-v%d-", buildContainerPrefix, owner, name, version)
+	prefix := e.cfg.buildContainerName(owner, name, version)
 	cs, err := e.c.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("name", prefix))})
 	if err != nil {
 		t.Error(err)
@@ -450,6 +450,11 @@ func TestDockerBuildExamples(t *testing.T) {
 			oneLayerMore(t, ins, base)
 			limit := base.Size + files*11/10
 			t.Logf("%s: base %d bytes, files %d bytes, image %d bytes (limit %d)", ex.name, base.Size, files, ins.Size, limit)
+			if hist, err := e.c.ImageHistory(context.Background(), tag); err == nil {
+				for _, h := range hist {
+					t.Logf("  history: %s %d bytes %.60q", h.ID, h.Size, h.CreatedBy)
+				}
+			}
 			if ins.Size > limit {
 				t.Errorf("image of %s is %d bytes, over base %d + 1.1 × files %d = %d", ex.name, ins.Size, base.Size, files, limit)
 			}
@@ -551,13 +556,24 @@ func TestDockerBuildCancel(t *testing.T) {
 	log := &markWriter{mark: "started\n", seen: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// While the line runs, its build container is there, named and
+	// labelled as such.
+	var running []container.Summary
+	var listErr error
 	go func() {
 		<-log.seen
+		running, listErr = e.c.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "qufop.ufop="+name))})
 		cancel()
 	}()
 	_, err := e.build(ctx, Job{Owner: owner, Name: name, Version: 1, Tarball: bytes.NewReader(tb)}, log)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v\nlog:\n%s", err, log.String())
+	}
+	if listErr != nil {
+		t.Fatal(listErr)
+	}
+	if len(running) != 1 || len(running[0].Names) != 1 || !strings.HasPrefix(running[0].Names[0], "/"+e.cfg.buildContainerName(owner, name, 1)) {
+		t.Errorf("build containers while the build ran: %+v", running)
 	}
 	e.noBuildContainers(t, owner, name, 1)
 }
