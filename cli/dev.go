@@ -76,8 +76,10 @@ func printPlatform(w io.Writer, d *platform.Dev) {
 		fmt.Fprint(w, ", images kept in the local Docker daemon (no registry answers)")
 	}
 	fmt.Fprintf(w, ", platform id %s\n", d.ID())
+	// The whole export line, secret included: this is the operator's own
+	// machine, and the keys are in a file of theirs anyway.
 	fmt.Fprintf(w, "Manage them with the CLI (admin keys %s):\n", keysText(d.Keys()))
-	fmt.Fprintf(w, "  export QUFOP_ADDR=http://%s QUFOP_ACCESS_KEY=%s QUFOP_SECRET_KEY=<secret key>\n", d.Addr(), d.Keys().AccessKey)
+	fmt.Fprintf(w, "  export QUFOP_ADDR=http://%s QUFOP_ACCESS_KEY=%s QUFOP_SECRET_KEY=%s\n", d.Addr(), d.Keys().AccessKey, d.Keys().SecretKey)
 	fmt.Fprintf(w, "  qufop reg my-demo -m 2 -d demo && qufop build my-demo -f examples/ufop-demo/build/ufop-demo.tar\n")
 }
 
