@@ -510,6 +510,35 @@ func TestDockerBuildMissingBase(t *testing.T) {
 	}
 }
 
+// A base image without /bin/sh: the build container does not start, which
+// is the user's error, and is removed.
+func TestDockerBuildBaseWithoutShell(t *testing.T) {
+	e := newDockerEnv(t, nil)
+	ctx := context.Background()
+	baseRef := fmt.Sprintf("qtest/noshell-%s-%d:1", runID, nameSeq.Add(1))
+	rootfs := makeTar(t, false, file("hello.txt", "no shell here\n"))
+	rc, err := e.c.ImageImport(ctx, image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"}, baseRef, image.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, rc)
+	rc.Close()
+	t.Cleanup(func() {
+		if _, err := e.c.ImageRemove(ctx, baseRef, image.RemoveOptions{}); err != nil {
+			t.Error(err)
+		}
+	})
+	name := uniqueName(t)
+	e.track(t, owner, name, 1)
+	tb := makeTar(t, false, file("ufop.yaml", "image: "+baseRef+"\nbuild_script:\n  - echo never\nrun: ./app\n"))
+	var log testutil.SyncBuffer
+	_, err = e.build(ctx, Job{Owner: owner, Name: name, Version: 1, Tarball: bytes.NewReader(tb)}, &log)
+	if err == nil || !strings.Contains(err.Error(), "cannot start the build container on "+baseRef) || errs.Status(err) != 400 {
+		t.Errorf("error %v (status %d)\nlog:\n%s", err, errs.Status(err), log.String())
+	}
+	e.noBuildContainers(t, owner, name, 1)
+}
+
 // markWriter closes seen when the log holds mark.
 type markWriter struct {
 	testutil.SyncBuffer
