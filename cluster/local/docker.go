@@ -178,9 +178,14 @@ func (d *Docker) adopt(ctx context.Context) error {
 			continue
 		}
 		if info.State != nil && info.State.Running {
-			in.addr = reachAddr(info, d.network, w.Port)
+			in.addr = bridgeAddr(info, d.network, w.Port)
+			in.published = hostAddr(info, w.Port)
 			if t, err := time.Parse(time.RFC3339Nano, info.State.StartedAt); err == nil {
 				in.started = t
+			}
+			if in.addr == "" { // start (a no-op on a running container) says why
+				in.needStart = true
+				in.nextStart = time.Now()
 			}
 		} else {
 			in.needStart = true
@@ -257,7 +262,15 @@ func (d *dockerDriver) name(in *instance) string {
 	return ContainerName(in.w.Name, in.w.Version, in.index)
 }
 
-func (d *dockerDriver) start(ctx context.Context, in *instance) (string, string, error) {
+// addrKind: the platform reaches a container on its bridge, not through
+// the published 127.0.0.1 port, since loopback traffic to a published port
+// goes through docker-proxy, a userland copy that costs as much CPU as the
+// gateway itself, and that accepts every connection, so that a TCP check
+// through it would pass with nothing listening. The published port stays
+// for people (PublishedAddr).
+func (d *dockerDriver) addrKind() string { return "bridge" }
+
+func (d *dockerDriver) start(ctx context.Context, in *instance) (string, endpoint, error) {
 	name := d.name(in)
 	if in.launched {
 		err := d.cli.ContainerStart(ctx, name, container.StartOptions{})
@@ -265,38 +278,31 @@ func (d *dockerDriver) start(ctx context.Context, in *instance) (string, string,
 			return d.inspectAddr(ctx, in)
 		}
 		if !cerrdefs.IsNotFound(err) {
-			return "", "", err
+			return "", endpoint{}, err
 		}
 	}
 	if err := d.create(ctx, in); err != nil {
-		return "", "", err
+		return "", endpoint{}, err
 	}
 	if err := d.cli.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
-		return "", "", err
+		return "", endpoint{}, err
 	}
 	return d.inspectAddr(ctx, in)
 }
 
-func (d *dockerDriver) inspectAddr(ctx context.Context, in *instance) (string, string, error) {
+func (d *dockerDriver) inspectAddr(ctx context.Context, in *instance) (string, endpoint, error) {
 	info, err := d.cli.ContainerInspect(ctx, d.name(in))
 	if err != nil {
-		return "", "", err
+		return "", endpoint{}, err
 	}
-	if hostAddr(info, in.w.Port) == "" {
-		return shortID(info.ID), "", fmt.Errorf("port %d/tcp is not published", in.w.Port)
+	ep := endpoint{addr: bridgeAddr(info, d.network, in.w.Port), published: hostAddr(info, in.w.Port)}
+	if ep.published == "" {
+		return shortID(info.ID), endpoint{}, fmt.Errorf("port %d/tcp is not published", in.w.Port)
 	}
-	return shortID(info.ID), reachAddr(info, d.network, in.w.Port), nil
-}
-
-// reachAddr is where the platform reaches a container: on the project's
-// bridge, not through the published 127.0.0.1 port, since loopback traffic
-// to a published port goes through docker-proxy, a userland copy that costs
-// as much CPU as the gateway itself. The published port stays for people.
-func reachAddr(info container.InspectResponse, network string, port int) string {
-	if addr := bridgeAddr(info, network, port); addr != "" {
-		return addr
+	if ep.addr == "" {
+		return shortID(info.ID), endpoint{}, fmt.Errorf("container has no address on network %s", d.network)
 	}
-	return hostAddr(info, port)
+	return shortID(info.ID), ep, nil
 }
 
 func (d *dockerDriver) create(ctx context.Context, in *instance) error {

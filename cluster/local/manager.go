@@ -28,8 +28,11 @@ const (
 // and halt while it runs; stop and remove come after it ended.
 type driver interface {
 	// start starts the instance (again, after a crash or a halt) and
-	// returns its id and host:port address.
-	start(ctx context.Context, in *instance) (id, addr string, err error)
+	// returns its id and addresses.
+	start(ctx context.Context, in *instance) (id string, ep endpoint, err error)
+	// addrKind is the cluster.Instance.AddrKind of the addresses start
+	// returns.
+	addrKind() string
 	// status reports whether the instance is no longer running, and why.
 	status(ctx context.Context, in *instance) (exited bool, why string, err error)
 	// halt stops the instance gracefully: the stop signal, then SIGKILL
@@ -41,6 +44,12 @@ type driver interface {
 	logs(ctx context.Context, in *instance, follow bool, w io.Writer) error
 }
 
+// endpoint is where an instance is reached: addr by the platform, and
+// published (when it differs) by people on the machine.
+type endpoint struct {
+	addr, published string
+}
+
 // instance is one slot of a workload version.
 type instance struct {
 	w     cluster.Workload // spec of its version
@@ -49,6 +58,7 @@ type instance struct {
 
 	// Guarded by manager.mu.
 	id, addr       string
+	published      string // see endpoint
 	state          string
 	healthy        bool
 	everHealthy    bool
@@ -123,9 +133,6 @@ func (m *manager) normalize(w cluster.Workload) (cluster.Workload, error) {
 	}
 	if w.Port <= 0 {
 		w.Port = 9100
-	}
-	if w.HealthPath == "" {
-		w.HealthPath = "/health"
 	}
 	if w.KillTimeout <= 0 {
 		w.KillTimeout = m.opts.KillTimeout
@@ -433,17 +440,22 @@ func (m *manager) Instances(ctx context.Context, name string) ([]cluster.Instanc
 	}
 	out := []cluster.Instance{}
 	for _, in := range sortedByIndex(wl.insts) {
-		out = append(out, cluster.Instance{
-			Index:    in.index,
-			ID:       in.id,
-			Version:  in.w.Version,
-			State:    in.state,
-			Healthy:  in.healthy && in.state == StateRunning,
-			Addr:     in.addr,
-			Restarts: in.restarts,
-			Message:  in.message,
-			Started:  in.started,
-		})
+		ci := cluster.Instance{
+			Index:         in.index,
+			ID:            in.id,
+			Version:       in.w.Version,
+			State:         in.state,
+			Healthy:       in.healthy && in.state == StateRunning,
+			Addr:          in.addr,
+			PublishedAddr: in.published,
+			Restarts:      in.restarts,
+			Message:       in.message,
+			Started:       in.started,
+		}
+		if in.addr != "" {
+			ci.AddrKind = m.drv.addrKind()
+		}
+		out = append(out, ci)
 	}
 	return out, nil
 }

@@ -10,7 +10,9 @@ import (
 // runtimes. Zero values take the defaults named on each field.
 type Options struct {
 	// HealthInterval is how often each instance is checked (exited?) and
-	// probed (GET HealthPath). Default 1s.
+	// probed: GET HealthPath (2xx: healthy); without a HealthPath a TCP
+	// connection, and for Protocol "uop" any HTTP answer to GET /. Default
+	// 1s.
 	HealthInterval time.Duration
 	// HealthTimeout bounds one probe. Default 1s.
 	HealthTimeout time.Duration

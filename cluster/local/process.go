@@ -110,16 +110,18 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (d *procDriver) start(ctx context.Context, in *instance) (string, string, error) {
+func (d *procDriver) addrKind() string { return "host" }
+
+func (d *procDriver) start(ctx context.Context, in *instance) (string, endpoint, error) {
 	w := in.w
 	if w.Run == "" {
-		return "", "", errors.New("process workload has no run command")
+		return "", endpoint{}, errors.New("process workload has no run command")
 	}
 	if w.Dir == "" {
-		return "", "", errors.New("process workload has no directory")
+		return "", endpoint{}, errors.New("process workload has no directory")
 	}
 	if err := os.MkdirAll(d.logDir, 0o755); err != nil {
-		return "", "", err
+		return "", endpoint{}, err
 	}
 	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
 	if !in.launched {
@@ -127,12 +129,12 @@ func (d *procDriver) start(ctx context.Context, in *instance) (string, string, e
 	}
 	logf, err := os.OpenFile(d.logPath(in), flags, 0o644)
 	if err != nil {
-		return "", "", err
+		return "", endpoint{}, err
 	}
 	defer logf.Close() // the child has its own descriptor
 	port, err := freePort()
 	if err != nil {
-		return "", "", err
+		return "", endpoint{}, err
 	}
 	cmd := exec.Command("/bin/sh", "-c", w.Run)
 	cmd.Dir = w.Dir
@@ -149,7 +151,7 @@ func (d *procDriver) start(ctx context.Context, in *instance) (string, string, e
 	}
 	cmd.Env = append(cmd.Env, "PORT_HTTP="+strconv.Itoa(port))
 	if err := cmd.Start(); err != nil {
-		return "", "", err
+		return "", endpoint{}, err
 	}
 	p := &proc{cmd: cmd, pgid: cmd.Process.Pid, done: make(chan struct{})}
 	go func() {
@@ -158,7 +160,7 @@ func (d *procDriver) start(ctx context.Context, in *instance) (string, string, e
 		close(p.done)
 	}()
 	in.priv = p
-	return strconv.Itoa(p.pgid), net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+	return strconv.Itoa(p.pgid), endpoint{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}, nil
 }
 
 func (d *procDriver) status(ctx context.Context, in *instance) (bool, string, error) {

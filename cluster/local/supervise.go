@@ -1,11 +1,17 @@
 package local
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"syscall"
 	"time"
+
+	"github.com/qufop/qufop/cluster"
 )
 
 // supervise runs the life of one instance until ctx ends: start it, notice
@@ -68,7 +74,7 @@ func (m *manager) tick(ctx context.Context, in *instance) {
 	m.mu.Lock()
 	addr := in.addr
 	m.mu.Unlock()
-	perr := m.probe(ctx, addr, in.w.HealthPath)
+	perr := m.check(ctx, addr, in.w)
 	if ctx.Err() != nil {
 		return
 	}
@@ -128,7 +134,7 @@ func (m *manager) startInstance(ctx context.Context, in *instance) {
 	}
 	why := in.why
 	m.mu.Unlock()
-	id, addr, err := m.drv.start(ctx, in)
+	id, ep, err := m.drv.start(ctx, in)
 	m.mu.Lock()
 	if id != "" {
 		in.id = id
@@ -150,7 +156,7 @@ func (m *manager) startInstance(ctx context.Context, in *instance) {
 		m.publish(in.w.Name)
 		return
 	}
-	in.addr = addr
+	in.addr, in.published = ep.addr, ep.published
 	in.state = StateStarting
 	in.healthy = false
 	in.fails = 0
@@ -164,15 +170,37 @@ func (m *manager) startInstance(ctx context.Context, in *instance) {
 		in.message = "started"
 	}
 	m.mu.Unlock()
-	m.opts.Logger.Info("instance started", "ufop", in.w.Name, "version", in.w.Version, "index", in.index, "addr", addr, "restart", restart)
+	m.opts.Logger.Info("instance started", "ufop", in.w.Name, "version", in.w.Version, "index", in.index, "addr", ep.addr, "restart", restart)
 	m.publish(in.w.Name)
 }
 
-// probe sends GET http://addr+path; nil means a 2xx answer.
-func (m *manager) probe(ctx context.Context, addr, path string) error {
+// ProtocolUOP is the Workload.Protocol of Qiniu's first-generation
+// programs (POST /uop).
+const ProtocolUOP = "uop"
+
+// check tells whether the instance at addr is ready (nil) or why not:
+//   - with a HealthPath, GET HealthPath must answer 2xx;
+//   - without one, the port must accept a TCP connection, and for a "uop"
+//     program (Qiniu v1: no health endpoint, only POST /uop) it must also
+//     give an HTTP answer, of any status, to a small request within
+//     HealthTimeout: a connection that is closed, or answered with
+//     something that is not HTTP, or not answered, does not count.
+func (m *manager) check(ctx context.Context, addr string, w cluster.Workload) error {
 	if addr == "" {
-		return fmt.Errorf("no address")
+		return errors.New("no address")
 	}
+	switch {
+	case w.HealthPath != "":
+		return m.probeHTTP(ctx, addr, w.HealthPath)
+	case w.Protocol == ProtocolUOP:
+		return m.probeAlive(ctx, addr)
+	default:
+		return m.probeTCP(ctx, addr)
+	}
+}
+
+// probeHTTP sends GET http://addr+path; nil means a 2xx answer.
+func (m *manager) probeHTTP(ctx context.Context, addr, path string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return err
@@ -187,4 +215,56 @@ func (m *manager) probe(ctx context.Context, addr, path string) error {
 		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
 	return nil
+}
+
+func (m *manager) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// probeTCP connects to addr and closes the connection at once.
+func (m *manager) probeTCP(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.HealthTimeout)
+	defer cancel()
+	c, err := m.dial(ctx, addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// aliveRequest is the probe of a program without a health endpoint: any
+// HTTP server answers it, with whatever status (404, 405, ...).
+const aliveRequest = "GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: qufop-probe\r\nConnection: close\r\n\r\n"
+
+// probeAlive sends aliveRequest to addr; nil means an HTTP answer of any
+// status within HealthTimeout. Only the status line and header are read.
+func (m *manager) probeAlive(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.HealthTimeout)
+	defer cancel()
+	c, err := m.dial(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := fmt.Fprintf(c, aliveRequest, addr); err != nil {
+		return aliveError(ctx, err, m.opts.HealthTimeout)
+	}
+	if _, err := http.ReadResponse(bufio.NewReaderSize(c, 4<<10), nil); err != nil {
+		return aliveError(ctx, err, m.opts.HealthTimeout)
+	}
+	return nil // any status counts; the body is not read
+}
+
+func aliveError(ctx context.Context, err error, timeout time.Duration) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("probe GET /: no HTTP answer within %s", timeout)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return errors.New("probe GET /: connection closed without an HTTP answer")
+	default:
+		return fmt.Errorf("probe GET /: not an HTTP answer: %v", err)
+	}
 }
