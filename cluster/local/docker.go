@@ -20,6 +20,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -28,40 +29,72 @@ import (
 	"github.com/qufop/qufop/cluster"
 )
 
-// Container labels.
+// Container labels. LabelPlatform is on the platform's network too.
 const (
+	LabelPlatform = "qufop.platform" // the PlatformID
 	LabelUFOP     = "qufop.ufop"
 	LabelVersion  = "qufop.version"
 	LabelIndex    = "qufop.index"
 	LabelOwner    = "qufop.owner"
 	LabelWorkload = "qufop.workload" // the Workload as JSON, for adoption
+	LabelNetwork  = "qufop.network"  // "1" on networks the runtime made
 )
 
-// DefaultNetwork is the project's user-defined bridge network.
-const DefaultNetwork = "qufop"
+// MaxPlatformIDLen is the longest PlatformID.
+const MaxPlatformIDLen = 24
+
+// CheckPlatformID says what is wrong with a platform id, if anything: it
+// must be 1 to MaxPlatformIDLen lower-case letters, digits and '-'.
+func CheckPlatformID(id string) error {
+	if id == "" {
+		return errors.New("empty platform id")
+	}
+	if len(id) > MaxPlatformIDLen {
+		return fmt.Errorf("platform id %q is longer than %d characters", id, MaxPlatformIDLen)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return fmt.Errorf("platform id %q: only lower-case letters, digits and '-' are allowed", id)
+		}
+	}
+	return nil
+}
+
+// NetworkName is the bridge network of a platform: "qufop-<id>".
+func NetworkName(platformID string) string { return "qufop-" + platformID }
 
 // DockerConfig configures the Docker runtime.
 type DockerConfig struct {
 	Options
-	// Network is the user-defined bridge the containers run on, created if
-	// missing. Default "qufop".
+	// PlatformID names this platform on the Docker daemon, which other
+	// platforms (another `qufop dev`, tests) may share: it is in the names
+	// of the containers (ContainerName) and of the network (NetworkName),
+	// and in the LabelPlatform label of both. Only containers with the own
+	// id are adopted. Required; see CheckPlatformID. Keep it across
+	// restarts to keep the instances.
+	PlatformID string
+	// Network is the user-defined bridge the containers run on, created
+	// (with the platform's labels) if missing. Default
+	// NetworkName(PlatformID).
 	Network string
 	// PidsLimit caps the processes of one container. Default 256.
 	PidsLimit int64
 }
 
 // Docker runs UFOP instances as Docker containers: CPU, memory and pids
-// limits, all capabilities dropped, no-new-privileges, on the project's
-// bridge network, the workload port published on 127.0.0.1 only. It
+// limits, all capabilities dropped, no-new-privileges, on the platform's
+// own bridge network, the workload port published on 127.0.0.1 only. It
 // implements cluster.Orchestrator and cluster.Catalog. On start it adopts
-// the containers a previous run left (by label), so a restart of the
-// platform keeps the instances.
+// the containers a previous run of the same platform (PlatformID) left,
+// so a restart of the platform keeps the instances; other platforms'
+// containers are left alone.
 type Docker struct {
 	*manager
-	cli     *client.Client
-	hostIP  string
-	network string
-	ownCli  bool // close cli on Close (New made it)
+	cli        *client.Client
+	platformID string
+	hostIP     string
+	network    string
+	ownCli     bool // close cli on Close (New made it)
 }
 
 var (
@@ -69,23 +102,30 @@ var (
 	_ cluster.Catalog      = (*Docker)(nil)
 )
 
-// NewDocker makes sure the network exists, adopts existing containers and
-// starts supervising them.
+// NewDocker makes sure the platform's network exists, adopts the
+// platform's existing containers and starts supervising them.
 func NewDocker(cli *client.Client, cfg DockerConfig) (*Docker, error) {
+	if cfg.PlatformID == "" {
+		return nil, errors.New("docker runtime: no platform id (DockerConfig.PlatformID, local.Config.PlatformID): " +
+			"it keeps this platform's containers and network apart from other platforms' on the daemon")
+	}
+	if err := CheckPlatformID(cfg.PlatformID); err != nil {
+		return nil, fmt.Errorf("docker runtime: %w", err)
+	}
 	if cfg.Network == "" {
-		cfg.Network = DefaultNetwork
+		cfg.Network = NetworkName(cfg.PlatformID)
 	}
 	if cfg.PidsLimit <= 0 {
 		cfg.PidsLimit = 256
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	gw, err := ensureNetwork(ctx, cli, cfg.Network)
+	gw, err := ensureNetwork(ctx, cli, cfg.Network, cfg.PlatformID)
 	if err != nil {
 		return nil, err
 	}
-	drv := &dockerDriver{cli: cli, network: cfg.Network, pidsLimit: cfg.PidsLimit}
-	d := &Docker{cli: cli, hostIP: gw, network: cfg.Network}
+	drv := &dockerDriver{cli: cli, platformID: cfg.PlatformID, network: cfg.Network, pidsLimit: cfg.PidsLimit}
+	d := &Docker{cli: cli, platformID: cfg.PlatformID, hostIP: gw, network: cfg.Network}
 	d.manager = newManager(cfg.Options, drv)
 	if err := d.adopt(ctx); err != nil {
 		d.close()
@@ -94,9 +134,15 @@ func NewDocker(cli *client.Client, cfg DockerConfig) (*Docker, error) {
 	return d, nil
 }
 
-// HostIP is the gateway address of the project's bridge: where containers
-// reach the platform (the gateway serves input blobs there).
+// HostIP is the gateway address of the platform's bridge: where
+// containers reach the platform (the gateway serves input blobs there).
 func (d *Docker) HostIP() string { return d.hostIP }
+
+// PlatformID is the id of the platform whose containers this runtime runs.
+func (d *Docker) PlatformID() string { return d.platformID }
+
+// Network is the bridge network the containers run on.
+func (d *Docker) Network() string { return d.network }
 
 // Mode returns "docker".
 func (d *Docker) Mode() string { return "docker" }
@@ -114,12 +160,15 @@ func (d *Docker) Close() error {
 	return nil
 }
 
-// ensureNetwork creates the bridge if missing and returns its gateway.
-func ensureNetwork(ctx context.Context, cli *client.Client, name string) (string, error) {
+// ensureNetwork creates the bridge (labelled as the platform's) if missing
+// and returns its gateway.
+func ensureNetwork(ctx context.Context, cli *client.Client, name, platformID string) (string, error) {
 	// Docker before API 1.44 happily creates two networks of one name when
-	// two processes ask at once (two platforms, or parallel test packages),
-	// and then refuses to inspect either by name: serialise on this machine.
-	if f, err := os.OpenFile(filepath.Join(os.TempDir(), "qufop-network-"+name+".lock"), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+	// two processes ask at once (two runs of one platform, or parallel test
+	// packages), and then refuses to inspect either by name: serialise on
+	// this machine. One lock for every name: creating is quick, and
+	// platforms come and go (tests), their lock files would stay.
+	if f, err := os.OpenFile(filepath.Join(os.TempDir(), "qufop-network.lock"), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
 		defer f.Close()
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX) == nil {
 			defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
@@ -129,7 +178,7 @@ func ensureNetwork(ctx context.Context, cli *client.Client, name string) (string
 	if cerrdefs.IsNotFound(err) {
 		_, cerr := cli.NetworkCreate(ctx, name, network.CreateOptions{
 			Driver: "bridge",
-			Labels: map[string]string{"qufop.network": "1"},
+			Labels: map[string]string{LabelNetwork: "1", LabelPlatform: platformID},
 		})
 		if cerr != nil && !cerrdefs.IsConflict(cerr) {
 			return "", fmt.Errorf("docker network %s: %w", name, cerr)
@@ -152,9 +201,14 @@ func ensureNetwork(ctx context.Context, cli *client.Client, name string) (string
 	return "", fmt.Errorf("docker network %s has no IPv4 gateway", name)
 }
 
-// adopt takes over the containers of earlier runs.
+// adopt takes over the containers earlier runs of this platform left. The
+// daemon lists only those labelled with the platform's id: other
+// platforms' containers, and unlabelled ones, are not even seen.
 func (d *Docker) adopt(ctx context.Context) error {
-	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelUFOP))})
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", LabelUFOP),
+		filters.Arg("label", LabelPlatform+"="+d.platformID),
+	)})
 	if err != nil {
 		return fmt.Errorf("docker: list containers: %w", err)
 	}
@@ -162,6 +216,9 @@ func (d *Docker) adopt(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, c := range list {
+		if c.Labels[LabelPlatform] != d.platformID {
+			continue
+		}
 		var w cluster.Workload
 		if err := json.Unmarshal([]byte(c.Labels[LabelWorkload]), &w); err != nil || w.Name == "" || w.Name != c.Labels[LabelUFOP] {
 			d.opts.Logger.Warn("docker: not adopting container without a valid workload label", "id", c.ID)
@@ -222,9 +279,55 @@ func shortID(id string) string {
 	return id
 }
 
-// ContainerName is the name of instance index of version of ufop.
-func ContainerName(ufop string, version, index int) string {
-	return fmt.Sprintf("qufop-%s-v%d-%d", unsafeName.ReplaceAllString(ufop, "_"), version, index)
+// ContainerName is the name of instance index of version of ufop on
+// platform platformID: "qufop-<platform>-<ufop>-v<version>-<index>".
+func ContainerName(platformID, ufop string, version, index int) string {
+	return fmt.Sprintf("qufop-%s-%s-v%d-%d", platformID, unsafeName.ReplaceAllString(ufop, "_"), version, index)
+}
+
+// RemovePlatform removes from the daemon everything the platform
+// platformID made there: its containers (running ones too, forcefully,
+// with their anonymous volumes), its networks, and the images labelled as
+// its own (LabelPlatform, as the builder labels them). Close the
+// platform's runtimes first: a running one restarts the containers it
+// misses. Things already gone are not an error; everything is attempted
+// and the failures are returned together.
+func RemovePlatform(ctx context.Context, cli *client.Client, platformID string) error {
+	if err := CheckPlatformID(platformID); err != nil {
+		return fmt.Errorf("remove platform: %w", err)
+	}
+	own := filters.NewArgs(filters.Arg("label", LabelPlatform+"="+platformID))
+	var errs []error
+	list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: own})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("remove platform %s: list containers: %w", platformID, err))
+	}
+	for _, c := range list {
+		err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove platform %s: container %s: %w", platformID, strings.Join(c.Names, ","), err))
+		}
+	}
+	nws, err := cli.NetworkList(ctx, network.ListOptions{Filters: own})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("remove platform %s: list networks: %w", platformID, err))
+	}
+	for _, n := range nws {
+		if err := cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove platform %s: network %s: %w", platformID, n.Name, err))
+		}
+	}
+	imgs, err := cli.ImageList(ctx, image.ListOptions{Filters: own})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("remove platform %s: list images: %w", platformID, err))
+	}
+	for _, img := range imgs {
+		_, err := cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove platform %s: image %s: %w", platformID, shortID(strings.TrimPrefix(img.ID, "sha256:")), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func hostAddr(info container.InspectResponse, port int) string {
@@ -253,13 +356,14 @@ func bridgeAddr(info container.InspectResponse, network string, port int) string
 // dockerDriver runs instances as containers. It names containers by
 // ContainerName, so a container is found even when its id is not known yet.
 type dockerDriver struct {
-	cli       *client.Client
-	network   string
-	pidsLimit int64
+	cli        *client.Client
+	platformID string
+	network    string
+	pidsLimit  int64
 }
 
 func (d *dockerDriver) name(in *instance) string {
-	return ContainerName(in.w.Name, in.w.Version, in.index)
+	return ContainerName(d.platformID, in.w.Name, in.w.Version, in.index)
 }
 
 // addrKind: the platform reaches a container on its bridge, not through
@@ -343,6 +447,7 @@ func (d *dockerDriver) create(ctx context.Context, in *instance) error {
 		StopSignal:   "SIGTERM",
 		StopTimeout:  &stopTimeout,
 		Labels: map[string]string{
+			LabelPlatform: d.platformID,
 			LabelUFOP:     w.Name,
 			LabelVersion:  strconv.Itoa(w.Version),
 			LabelIndex:    strconv.Itoa(in.index),
@@ -370,8 +475,8 @@ func (d *dockerDriver) create(ctx context.Context, in *instance) error {
 		host.MemorySwap = 0
 	}
 	_, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, d.name(in))
-	if cerrdefs.IsConflict(err) { // a leftover of the same name: replace it
-		_ = d.cli.ContainerRemove(ctx, d.name(in), container.RemoveOptions{Force: true})
+	if cerrdefs.IsConflict(err) { // a leftover of this platform (the name says so): replace it
+		_ = d.cli.ContainerRemove(ctx, d.name(in), container.RemoveOptions{Force: true, RemoveVolumes: true})
 		_, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, d.name(in))
 	}
 	return err
@@ -410,7 +515,7 @@ func (d *dockerDriver) halt(ctx context.Context, in *instance, timeout time.Dura
 }
 
 func (d *dockerDriver) remove(ctx context.Context, in *instance) error {
-	err := d.cli.ContainerRemove(ctx, d.name(in), container.RemoveOptions{Force: true})
+	err := d.cli.ContainerRemove(ctx, d.name(in), container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if cerrdefs.IsNotFound(err) {
 		return nil
 	}

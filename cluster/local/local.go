@@ -6,6 +6,7 @@ package local
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -30,9 +31,12 @@ type Runtime interface {
 // Config chooses and configures the local runtime.
 type Config struct {
 	Options
-	// Network and PidsLimit: see DockerConfig.
-	Network   string
-	PidsLimit int64
+	// PlatformID, Network and PidsLimit: see DockerConfig. PlatformID is
+	// required when a Docker daemon answers (New fails without it), and
+	// checked (CheckPlatformID) whenever it is set.
+	PlatformID string
+	Network    string
+	PidsLimit  int64
 	// LogDir: see ProcessConfig.
 	LogDir string
 	// PingTimeout bounds the wait for the Docker daemon. Default 2s.
@@ -46,15 +50,20 @@ var (
 	_ Runtime = (*Process)(nil)
 )
 
-// New returns the Docker runtime when a daemon (as found by DOCKER_HOST and
-// the other DOCKER_* variables) answers Ping within PingTimeout, else the
-// process runtime, whose Warning (also logged) says that it isolates
-// nothing.
+// New returns the Docker runtime (of platform cfg.PlatformID) when a daemon
+// (as found by DOCKER_HOST and the other DOCKER_* variables) answers Ping
+// within PingTimeout, else the process runtime, whose Warning (also logged)
+// says that it isolates nothing.
 func New(ctx context.Context, cfg Config) (Runtime, error) {
 	opts := cfg.Options.withDefaults()
+	if cfg.PlatformID != "" {
+		if err := CheckPlatformID(cfg.PlatformID); err != nil {
+			return nil, fmt.Errorf("local runtime: Config.PlatformID: %w", err)
+		}
+	}
 	if !cfg.NoDocker {
 		if cli, err := pingDocker(ctx, cfg.PingTimeout); err == nil {
-			d, err := NewDocker(cli, DockerConfig{Options: cfg.Options, Network: cfg.Network, PidsLimit: cfg.PidsLimit})
+			d, err := NewDocker(cli, DockerConfig{Options: cfg.Options, PlatformID: cfg.PlatformID, Network: cfg.Network, PidsLimit: cfg.PidsLimit})
 			if err != nil {
 				cli.Close()
 				return nil, err

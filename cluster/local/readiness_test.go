@@ -92,6 +92,32 @@ func TestProcessReadinessWithoutHealthPath(t *testing.T) {
 	}
 }
 
+// busyboxShapes are the readiness cases' programs on busybox: nc -ll runs
+// its -e program on each connection.
+var busyboxShapes = map[string]string{
+	"accept":  `exec nc -ll -p 9100 -e sh -c 'exec cat >/dev/null'`,
+	"close":   `exec nc -ll -p 9100 -e true`,
+	"garbage": `exec nc -ll -p 9100 -e sh -c 'read -r l; echo hello there; exec cat >/dev/null'`,
+	"405": `exec nc -ll -p 9100 -e sh -c 'while read -r l; do [ ${#l} -le 1 ] && break; done; ` +
+		`printf "HTTP/1.1 405 Method Not Allowed\r\nAllow: POST\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"'`,
+	"deaf": `exec sleep 600`,
+}
+
+func TestDockerReadinessWithoutHealthPath(t *testing.T) {
+	cli, img, pid := dockerSetup(t)
+	d := newDocker(t, cli, pid, testOptions())
+	for _, c := range readinessCases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			w := cluster.Workload{
+				Name: c.name, Version: 1, Image: img, Run: busyboxShapes[c.mode], Port: 9100,
+				HealthPath: c.health, Protocol: c.protocol, CPUs: 1, MemoryMB: 32, Count: 1, KillTimeout: time.Second,
+			}
+			checkReadiness(t, d, w, c, "bridge")
+		})
+	}
+}
+
 // The unhealthy-after, grace and restart rules hold for the checks without
 // a health path too: a program that stops answering HTTP ("uop"), or stops
 // listening, leaves the catalog and is restarted.
