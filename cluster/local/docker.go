@@ -374,7 +374,15 @@ func (d *dockerDriver) name(in *instance) string {
 // for people (PublishedAddr).
 func (d *dockerDriver) addrKind() string { return "bridge" }
 
+// startTimeout bounds a start, which goes on when its context ends.
+const startTimeout = time.Minute
+
 func (d *dockerDriver) start(ctx context.Context, in *instance) (string, endpoint, error) {
+	// A request the daemon has taken is carried out even when the client
+	// hangs up: a create aborted by a stop would leave a container after
+	// the stop removed the name. So a start runs to its end.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
+	defer cancel()
 	name := d.name(in)
 	if in.launched {
 		err := d.cli.ContainerStart(ctx, name, container.StartOptions{})

@@ -371,3 +371,29 @@ func TestCheckPlatformID(t *testing.T) {
 		}
 	}
 }
+
+// A start the daemon has begun is carried out even when the supervisor's
+// context ends meanwhile (a stop, or Close): the daemon would finish a
+// create the client gave up on, after the stop had removed the name, and
+// leave the container behind.
+func TestDockerStartOutlivesCancel(t *testing.T) {
+	cli, img, pid := dockerSetup(t)
+	d := newDocker(t, cli, pid, testOptions())
+	w, err := d.normalize(dockerWorkload(img, "demo", 1, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	id, ep, err := d.drv.start(ctx, &instance{w: w})
+	if err != nil {
+		t.Fatalf("start with an ended context: %v", err)
+	}
+	info, err := cli.ContainerInspect(context.Background(), ContainerName(pid, "demo", 1, 0))
+	if err != nil || shortID(info.ID) != id || info.State == nil || !info.State.Running {
+		t.Fatalf("container: %v", err)
+	}
+	if !onBridge(ep.addr, d.HostIP()) || !strings.HasPrefix(ep.published, "127.0.0.1:") {
+		t.Fatalf("endpoint %+v", ep)
+	}
+}

@@ -28,7 +28,9 @@ const (
 // and halt while it runs; stop and remove come after it ended.
 type driver interface {
 	// start starts the instance (again, after a crash or a halt) and
-	// returns its id and addresses.
+	// returns its id and addresses. A start that reached the daemon is
+	// finished even when ctx ends meanwhile, so that a stop right after
+	// finds (and removes) what it made.
 	start(ctx context.Context, in *instance) (id string, ep endpoint, err error)
 	// addrKind is the cluster.Instance.AddrKind of the addresses start
 	// returns.
