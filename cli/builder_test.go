@@ -6,11 +6,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -78,15 +80,11 @@ func TestBuilderOnNomadAndConsul(t *testing.T) {
 	dockertest.CleanupRepository(t, registry, "admin/"+name)
 	_, err := c.Register(bg, name, "private", "on nomad")
 	require.NoError(t, err)
-	defer c.Unregister(bg, name)
+	// Whatever happens, the UFOP goes (before the builder stops), and unreg
+	// takes its images along.
 	defer func() {
-		imgs, _ := dc.ImageList(bg, image.ListOptions{})
-		for _, img := range imgs {
-			for _, tag := range img.RepoTags {
-				if bytes.Contains([]byte(tag), []byte("/"+name+":")) {
-					dc.ImageRemove(bg, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
-				}
-			}
+		if _, err := c.Unregister(bg, name); err != nil && !client.IsStatus(err, http.StatusNotFound) {
+			t.Errorf("unreg: %v", err)
 		}
 	}()
 
@@ -143,4 +141,19 @@ func TestBuilderOnNomadAndConsul(t *testing.T) {
 	_, err = c.Resize(bg, name, 0)
 	require.NoError(t, err)
 	waitState(2, 0)
+
+	// unreg removes both versions from the daemon and the registry.
+	un, err := c.Unregister(bg, name)
+	require.NoError(t, err)
+	assert.Equal(t, []string{registry + "/admin/" + name + ":v1", registry + "/admin/" + name + ":v2"}, un.Removed)
+	assert.Empty(t, un.Warnings)
+	imgs, err := dc.ImageList(bg, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", registry+"/admin/"+name))})
+	require.NoError(t, err)
+	assert.Empty(t, imgs, "no image of the UFOP is left in the daemon")
+	tags, err := http.Get("http://" + registry + "/v2/admin/" + name + "/tags/list")
+	require.NoError(t, err)
+	var tl struct{ Tags []string }
+	require.NoError(t, json.NewDecoder(tags.Body).Decode(&tl))
+	tags.Body.Close()
+	assert.Empty(t, tl.Tags, "no manifest of the UFOP is left in the registry")
 }
