@@ -2,6 +2,7 @@ package builder
 
 import (
 	"fmt"
+	"github.com/qufop/qufop/ufop"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -178,8 +179,6 @@ func (c Config) ParseTag(ref string) (owner, name string, version int, ok bool) 
 	return owner, name, v, true
 }
 
-var prevUfop = regexp.MustCompile(`^([a-z0-9]+(?:[._-][a-z0-9]+)*)\.v([1-9][0-9]*)$`)
-
 // ResolveBase maps ufop.yaml's image to an image reference: a configured
 // name through BaseImages; "<ufop>.v<N>" to Tag(owner, ufop, N)
 // (<registry>/[<namespace>/]<owner>/<ufop>:v<N>);
@@ -191,13 +190,11 @@ func (c Config) ResolveBase(image, owner string) (string, error) {
 	if ref, ok := c.BaseImages[image]; ok {
 		return ref, nil
 	}
-	if m := prevUfop.FindStringSubmatch(image); m != nil {
+	if name, v, ok := ufop.ParseBase(image); ok {
 		if err := checkName("owner", owner); err != nil {
 			return "", err
 		}
-		var v int
-		fmt.Sscan(m[2], &v)
-		return c.Tag(owner, m[1], v), nil
+		return c.Tag(owner, name, v), nil
 	}
 	return image, nil
 }
