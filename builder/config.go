@@ -2,13 +2,14 @@ package builder
 
 import (
 	"fmt"
-	"github.com/qufop/qufop/ufop"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/qufop/qufop/ufop"
 )
 
 // Config is the builder's configuration.
