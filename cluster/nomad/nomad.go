@@ -227,6 +227,43 @@ func (o *Orchestrator) Stop(ctx context.Context, name string, purge bool) error 
 			return fmt.Errorf("nomad: stop %s: %w", id, cluster.ErrNotFound)
 		}
 	}
-	_, _, err := o.client.Jobs().Deregister(id, purge, o.w(ctx))
-	return classify(err, "nomad: stop "+id)
+	if _, _, err := o.client.Jobs().Deregister(id, purge, o.w(ctx)); err != nil {
+		return classify(err, "nomad: stop "+id)
+	}
+	// Nomad stops the allocations after it answered: wait for them, as the
+	// local orchestrator does, so that what comes next (unreg removing the
+	// UFOP's images) finds no instance holding them. Waiting is a courtesy:
+	// the job is stopped either way.
+	wctx, cancel := context.WithTimeout(ctx, StopWait)
+	defer cancel()
+	o.stopped(wctx, id)
+	return nil
+}
+
+// StopWait bounds how long Stop waits for the allocations to stop.
+var StopWait = 2 * time.Minute
+
+// stopped waits, with blocking queries, until no allocation of job id runs
+// any more, or ctx ends.
+func (o *Orchestrator) stopped(ctx context.Context, id string) {
+	var wt watch
+	for ctx.Err() == nil {
+		began := time.Now()
+		allocs, meta, err := o.client.Jobs().Allocations(id, false, wt.opts(o, ctx))
+		if err != nil {
+			return
+		}
+		running := false
+		for _, a := range allocs {
+			switch a.ClientStatus {
+			case api.AllocClientStatusComplete, api.AllocClientStatusFailed, api.AllocClientStatusLost:
+			default:
+				running = true
+			}
+		}
+		if !running {
+			return
+		}
+		wt.next(ctx, meta, began)
+	}
 }

@@ -265,3 +265,42 @@ func TestStopPurge(t *testing.T) {
 		t.Fatalf("logs after purge: %v", err)
 	}
 }
+
+// Stop returns once the allocations have stopped, not when Nomad took the
+// request: unreg removes the images next, which a running task holds.
+func TestStopWaitsForTheAllocations(t *testing.T) {
+	srv, o := setup(t)
+	ctx := ctxT(t)
+	if err := o.Deploy(ctx, workload(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	srv.HoldStops()
+	done := make(chan error, 1)
+	go func() { done <- o.Stop(ctx, "demo", true) }()
+	// Stop blocks on the allocations, which the client has not stopped yet.
+	for {
+		running := 0
+		for _, a := range srv.Allocations("ufop-demo") {
+			if a.DesiredStatus == "stop" && a.ClientStatus == "running" {
+				running++
+			}
+		}
+		if running == 2 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Stop returned before the allocations stopped: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Stop returned while 2 allocations still run: %v", err)
+	default:
+	}
+	srv.ReleaseStops()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -101,6 +101,9 @@ type Server struct {
 	// changed is closed (and replaced) on every index bump and log append:
 	// blocked queries and log followers wait on it.
 	changed chan struct{}
+	// holdStops keeps stopped allocations running until ReleaseStops.
+	holdStops bool
+	held      []*alloc
 	// deleted is the index of the last deletion from a table (a purge),
 	// which raises the table's index as in Nomad's state store.
 	deleted map[table]uint64
@@ -666,9 +669,41 @@ func (s *Server) place(j *job, v *api.Job, index int, dep *api.Deployment, canar
 }
 
 func (s *Server) stopAlloc(a *alloc, why string) {
-	now := s.now()
 	a.stub.DesiredStatus = api.AllocDesiredStatusStop
 	a.stub.DesiredDescription = why
+	if s.holdStops {
+		// Desired stop, still running on its client (transcript-free, seen
+		// on Nomad 1.6.5 right after `nomad job stop`).
+		a.stub.ModifyIndex = s.next()
+		s.held = append(s.held, a)
+		return
+	}
+	s.finishStop(a)
+}
+
+// HoldStops makes allocations that are told to stop keep running (desired
+// status stop, client status running) until ReleaseStops, as a real client
+// takes a moment (up to kill_timeout) to stop a task.
+func (s *Server) HoldStops() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holdStops = true
+}
+
+// ReleaseStops completes the held stops and stops holding new ones.
+func (s *Server) ReleaseStops() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holdStops = false
+	for _, a := range s.held {
+		s.finishStop(a)
+	}
+	s.held = nil
+}
+
+// finishStop is the client's side of a stop: the task is dead.
+func (s *Server) finishStop(a *alloc) {
+	now := s.now()
 	a.stub.ClientStatus = api.AllocClientStatusComplete
 	a.stub.ClientDescription = "All tasks have completed"
 	for _, ts := range a.stub.TaskStates {
