@@ -38,7 +38,8 @@
 //     "job scaling blocked due to active deployment" while a deployment
 //     runs; a request without Count only records an event.
 //   - DELETE /v1/job/<id>[?purge=true]: stop (new version, Stop true,
-//     status dead, allocations complete at once) and purge (job gone, 404
+//     status dead, allocations complete at once, or with HoldStops when
+//     ReleaseStops says so) and purge (job gone, 404
 //     "job not found", allocations and deployments still listed).
 //   - GET /v1/jobs[?prefix=] lists the jobs (stubs).
 //   - Blocking queries (?index=&wait=) on every read, with an index per
