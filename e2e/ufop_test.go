@@ -25,12 +25,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/qufop/qufop/internal/dockertest"
+	"github.com/qufop/qufop/internal/platformtest"
 )
 
 const (
@@ -45,6 +44,11 @@ type platform struct {
 	base string
 	env  []string
 	work string
+	data string
+	id   string // platform id (test-...)
+	cmd  *exec.Cmd
+	done chan error
+	logf *os.File
 }
 
 func goBuild(t *testing.T, out string, pkg string, cgo bool) {
@@ -66,64 +70,74 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// startPlatform runs a `qufop dev` of its own (a test platform id, a new
+// data folder) on the real daemon and registry. Everything it makes there
+// is removed when the test ends (internal/platformtest).
 func startPlatform(t *testing.T) *platform {
 	c := dockertest.Client(t)
 	dockertest.Busybox(t, c)
 	dockertest.Registry(t)
-	// The images this test builds stay in the daemon after unreg (versions
-	// may be bases of others): remove them, so runs do not pile up.
-	t.Cleanup(func() {
-		imgs, err := c.ImageList(context.Background(), image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "qufop.ufop"))})
-		if err != nil {
-			return
-		}
-		for _, img := range imgs {
-			if strings.HasPrefix(img.Labels["qufop.ufop"], "e2e-") {
-				_, _ = c.ImageRemove(context.Background(), img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
-			}
-		}
-	})
-
+	data, id := platformtest.Data(t)
 	work := t.TempDir()
 	bin := filepath.Join(work, "qufop")
 	goBuild(t, bin, "./cmd/qufop", true)
+	p := &platform{t: t, bin: bin, work: work, data: data, id: id}
+	p.start()
+	return p
+}
+
+// start runs qufop dev on the platform's data folder, on a new address,
+// until the test ends or stop is called.
+func (p *platform) start(extra ...string) {
+	t := p.t
 	addr := freePort(t)
-	data := filepath.Join(work, "data")
-	logf, err := os.Create(filepath.Join(work, "dev.log"))
+	logf, err := os.CreateTemp(p.work, "dev-*.log")
 	require.NoError(t, err)
-	cmd := exec.Command(bin, "dev", "--data", data, "--listen", addr,
-		"--access-key", ak, "--secret-key", sk, "--registry", dockertest.RegistryAddr)
+	args := append([]string{"dev", "--data", p.data, "--listen", addr,
+		"--access-key", ak, "--secret-key", sk, "--registry", dockertest.RegistryAddr,
+		// Qiniu's "ubuntu" base stands for the busybox image here, where
+		// nothing can be pulled.
+		"--base-image", "ubuntu=" + dockertest.BusyboxRef}, extra...)
+	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		// Ctrl-C stops it cleanly.
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case err := <-done:
-			assert.NoError(t, err, "qufop dev exit")
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Error("qufop dev did not stop on SIGINT")
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("qufop dev output:\n%s", tail(string(b), 60))
-		}
-	})
-	p := &platform{t: t, bin: bin, base: "http://" + addr, work: work,
-		env: append(os.Environ(), "QUFOP_ADDR=http://"+addr, "QUFOP_ACCESS_KEY="+ak, "QUFOP_SECRET_KEY="+sk,
-			"QUFOP_CONFIG="+filepath.Join(work, "cli.json"))}
+	p.cmd, p.logf, p.done = cmd, logf, make(chan error, 1)
+	go func(done chan error) { done <- cmd.Wait() }(p.done)
+	t.Cleanup(p.stop)
+	p.base = "http://" + addr
+	p.env = append(os.Environ(), "QUFOP_ADDR=http://"+addr, "QUFOP_ACCESS_KEY="+ak, "QUFOP_SECRET_KEY="+sk,
+		"QUFOP_CONFIG="+filepath.Join(p.work, "cli.json"))
 	require.Eventually(t, func() bool {
 		r, err := http.Get(p.base + "/health")
 		if err == nil {
 			r.Body.Close()
 		}
 		return err == nil
-	}, 60*time.Second, 100*time.Millisecond, "qufop dev did not come up")
-	return p
+	}, 2*time.Minute, 100*time.Millisecond, "qufop dev did not come up")
+}
+
+// stop stops qufop dev with Ctrl-C (it must stop cleanly); its instances
+// keep running, as for a user.
+func (p *platform) stop() {
+	t := p.t
+	if p.cmd == nil {
+		return
+	}
+	cmd, done := p.cmd, p.done
+	p.cmd = nil
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-done:
+		assert.NoError(t, err, "qufop dev exit")
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Error("qufop dev did not stop on SIGINT")
+	}
+	p.logf.Close()
+	if t.Failed() {
+		b, _ := os.ReadFile(p.logf.Name())
+		t.Logf("qufop dev output:\n%s", tail(string(b), 60))
+	}
 }
 
 func tail(s string, n int) string {
