@@ -303,8 +303,7 @@ func RemovePlatform(ctx context.Context, cli *client.Client, platformID string) 
 		errs = append(errs, fmt.Errorf("remove platform %s: list containers: %w", platformID, err))
 	}
 	for _, c := range list {
-		err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-		if err != nil && !cerrdefs.IsNotFound(err) {
+		if err := removeContainer(ctx, cli, c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove platform %s: container %s: %w", platformID, strings.Join(c.Names, ","), err))
 		}
 	}
@@ -321,11 +320,28 @@ func RemovePlatform(ctx context.Context, cli *client.Client, platformID string) 
 	if err != nil {
 		errs = append(errs, fmt.Errorf("remove platform %s: list images: %w", platformID, err))
 	}
-	for _, img := range imgs {
-		_, err := cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
-		if err != nil && !cerrdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("remove platform %s: image %s: %w", platformID, shortID(strings.TrimPrefix(img.ID, "sha256:")), err))
+	// An image that others are built on cannot go before them, even by
+	// force (and Created, in seconds, does not order them): rounds until
+	// no more go.
+	for len(imgs) > 0 {
+		var left []image.Summary
+		var conflicts []error
+		for _, img := range imgs {
+			_, err := cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+			switch {
+			case err == nil || cerrdefs.IsNotFound(err):
+			case cerrdefs.IsConflict(err):
+				left = append(left, img)
+				conflicts = append(conflicts, fmt.Errorf("remove platform %s: image %s: %w", platformID, shortID(strings.TrimPrefix(img.ID, "sha256:")), err))
+			default:
+				errs = append(errs, fmt.Errorf("remove platform %s: image %s: %w", platformID, shortID(strings.TrimPrefix(img.ID, "sha256:")), err))
+			}
 		}
+		if len(left) == len(imgs) {
+			errs = append(errs, conflicts...)
+			break
+		}
+		imgs = left
 	}
 	return errors.Join(errs...)
 }
@@ -351,6 +367,29 @@ func bridgeAddr(info container.InspectResponse, network string, port int) string
 		return net.JoinHostPort(ep.IPAddress, fmt.Sprint(port))
 	}
 	return ""
+}
+
+// removeContainer removes container id forcefully; gone already is fine.
+// When another client is removing it at the same time (the daemon answers
+// conflict), it waits until the container is gone, for up to a minute, so
+// that the network can go after it.
+func removeContainer(ctx context.Context, cli *client.Client, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		err := cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if !cerrdefs.IsConflict(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // dockerDriver runs instances as containers. It names containers by

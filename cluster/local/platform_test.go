@@ -9,6 +9,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 
@@ -116,6 +117,30 @@ func TestDockerPlatformsKeepApart(t *testing.T) {
 		startedB[id] = startedAt(t, cli, id)
 	}
 
+	// Images labelled as A's (as its builds are), one built on the other.
+	var imgsA []string
+	t.Cleanup(func() {
+		for _, ref := range imgsA {
+			_, _ = cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true})
+		}
+	})
+	base := legacy
+	for _, tag := range []string{"parent", "child"} {
+		ref := "qufop-test/" + a + ":" + tag
+		imgsA = append(imgsA, ref)
+		if _, err := cli.ContainerCommit(ctx, base, container.CommitOptions{Reference: ref, Config: &container.Config{
+			Cmd: []string{"true"}, Labels: map[string]string{LabelPlatform: a},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		ctr := "qufop-" + a + "-" + tag // labelled as A's too: from the image
+		t.Cleanup(func() { _ = cli.ContainerRemove(context.Background(), ctr, container.RemoveOptions{Force: true}) })
+		if _, err := cli.ContainerCreate(ctx, &container.Config{Image: ref}, &container.HostConfig{}, nil, nil, ctr); err != nil {
+			t.Fatal(err)
+		}
+		base = ctr
+	}
+
 	// Removing A leaves B (and the container of no platform) running.
 	da2.Close()
 	if err := RemovePlatform(ctx, cli, a); err != nil {
@@ -130,6 +155,11 @@ func TestDockerPlatformsKeepApart(t *testing.T) {
 	own := filters.NewArgs(filters.Arg("label", LabelPlatform+"="+a))
 	if list, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: own}); err != nil || len(list) != 0 {
 		t.Fatalf("containers of A after RemovePlatform: %d %v", len(list), err)
+	}
+	for _, ref := range imgsA {
+		if _, err := cli.ImageInspect(ctx, ref); !cerrdefs.IsNotFound(err) {
+			t.Fatalf("A's image %s after RemovePlatform: %v", ref, err)
+		}
 	}
 	if err := RemovePlatform(ctx, cli, a); err != nil {
 		t.Fatalf("RemovePlatform of a removed platform: %v", err)
@@ -148,5 +178,32 @@ func TestDockerPlatformsKeepApart(t *testing.T) {
 	}
 	if err := RemovePlatform(ctx, cli, ""); err == nil {
 		t.Fatal("RemovePlatform of no platform id")
+	}
+}
+
+// RemovePlatform at the same time as another removal of the platform (a
+// second cleanup, a leftovers sweep): both succeed, nothing is left.
+func TestRemovePlatformConcurrently(t *testing.T) {
+	cli, img, pid := dockerSetup(t)
+	d := newDocker(t, cli, pid, testOptions())
+	if err := d.Deploy(context.Background(), dockerWorkload(img, "demo", 1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- RemovePlatform(context.Background(), cli, pid) }()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	own := filters.NewArgs(filters.Arg("label", LabelPlatform+"="+pid))
+	if list, err := cli.ContainerList(context.Background(), container.ListOptions{All: true, Filters: own}); err != nil || len(list) != 0 {
+		t.Fatalf("containers left: %d %v", len(list), err)
+	}
+	if _, err := cli.NetworkInspect(context.Background(), NetworkName(pid), network.InspectOptions{}); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("network after RemovePlatform: %v", err)
 	}
 }
