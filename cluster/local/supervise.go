@@ -174,9 +174,9 @@ func (m *manager) startInstance(ctx context.Context, in *instance) {
 	m.publish(in.w.Name)
 }
 
-// ProtocolUOP is the Workload.Protocol of Qiniu's first-generation
+// protocolUOP is the Workload.Protocol of Qiniu's first-generation
 // programs (POST /uop).
-const ProtocolUOP = "uop"
+const protocolUOP = "uop"
 
 // check tells whether the instance at addr is ready (nil) or why not:
 //   - with a HealthPath, GET HealthPath must answer 2xx;
@@ -192,7 +192,7 @@ func (m *manager) check(ctx context.Context, addr string, w cluster.Workload) er
 	switch {
 	case w.HealthPath != "":
 		return m.probeHTTP(ctx, addr, w.HealthPath)
-	case w.Protocol == ProtocolUOP:
+	case w.Protocol == protocolUOP:
 		return m.probeAlive(ctx, addr)
 	default:
 		return m.probeTCP(ctx, addr)
