@@ -72,7 +72,7 @@ func TestBuilderOnNomadAndConsul(t *testing.T) {
 			r.Body.Close()
 		}
 		return err == nil
-	}, 10*time.Second, 20*time.Millisecond, out.String())
+	}, time.Minute, 20*time.Millisecond, out.String())
 
 	c := client.New(addr, creds)
 	bg := context.Background()

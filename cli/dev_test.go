@@ -57,13 +57,13 @@ func startDev(t *testing.T, args ...string) (base string, stop func() (error, st
 			r.Body.Close()
 		}
 		return err == nil
-	}, 10*time.Second, 20*time.Millisecond)
+	}, time.Minute, 20*time.Millisecond)
 	return base, func() (error, string) {
 		cancel()
 		select {
 		case err := <-done:
 			return err, out.String()
-		case <-time.After(10 * time.Second):
+		case <-time.After(time.Minute):
 			t.Fatal("qufop dev did not stop")
 			return nil, ""
 		}

@@ -74,7 +74,7 @@ func TestGatewayWithConsul(t *testing.T) {
 			r.Body.Close()
 		}
 		return err == nil
-	}, 10*time.Second, 20*time.Millisecond, out.String())
+	}, time.Minute, 20*time.Millisecond, out.String())
 
 	r, body := get(t, base+"/files/note.txt?rev-demo/x")
 	assert.Equal(t, 200, r.StatusCode, string(body))
@@ -85,7 +85,7 @@ func TestGatewayWithConsul(t *testing.T) {
 	assert.Eventually(t, func() bool {
 		r, _ := get(t, base+"/files/note.txt?rev-demo/x")
 		return r.StatusCode == 503
-	}, 5*time.Second, 50*time.Millisecond)
+	}, time.Minute, 50*time.Millisecond)
 
 	// Without Consul, UFOP names are unknown commands.
 	r, body = get(t, base+"/files/note.txt?nosuch/x")

@@ -99,7 +99,7 @@ func TestClientFlow(t *testing.T) {
 		st, err := c.State(ctx, "demo-md5")
 		require.NoError(t, err)
 		return st.Operation != nil && st.Operation.Done && len(st.Instances) == 2
-	}, 5*time.Second, 50*time.Millisecond)
+	}, time.Minute, 50*time.Millisecond)
 
 	var logs strings.Builder
 	require.NoError(t, c.Logs(ctx, "demo-md5", 1, false, &logs))
@@ -177,7 +177,7 @@ func TestUnregisterKeepsBases(t *testing.T) {
 	require.Eventually(t, func() bool {
 		v, err := c.Version(ctx, "child-ufop", n)
 		return err == nil && v.State != api.StateBuilding
-	}, 10*time.Second, 20*time.Millisecond)
+	}, time.Minute, 20*time.Millisecond)
 
 	un, err := c.Unregister(ctx, "base-ufop")
 	require.NoError(t, err)

@@ -206,7 +206,7 @@ func TestConcurrencyAndQueue(t *testing.T) {
 
 	go call()
 	go call()
-	require.Eventually(t, func() bool { return d.Waiting("q") == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return d.Waiting("q") == 2 }, time.Minute, 5*time.Millisecond)
 	// The queue (2) is full: the next is refused at once.
 	_, err = p.Process(context.Background(), cmd("q/x"), fop.Blob{Data: []byte("x")})
 	assert.Equal(t, 503, errs.Status(err))

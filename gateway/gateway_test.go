@@ -227,7 +227,7 @@ func TestQueueFull(t *testing.T) {
 	go func() { results <- f.get(t, "/files/hello.txt?block").Code }()
 	<-f.gate.entered // the worker is taken
 	go func() { results <- f.get(t, "/files/hello.txt?block").Code }()
-	require.Eventually(t, func() bool { return f.srv.pool.Waiting() == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return f.srv.pool.Waiting() == 1 }, time.Minute, time.Millisecond)
 
 	w := f.get(t, "/files/hello.txt?block")
 	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
@@ -260,7 +260,7 @@ func TestQueuedClientGoneIsDropped(t *testing.T) {
 	r := httptest.NewRequest(http.MethodGet, "/files/hello.txt?block", nil).WithContext(ctx)
 	done := make(chan *httptest.ResponseRecorder, 1)
 	go func() { done <- f.do(t, r) }()
-	require.Eventually(t, func() bool { return f.srv.pool.Waiting() == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return f.srv.pool.Waiting() == 1 }, time.Minute, time.Millisecond)
 	cancel()
 	<-done
 	assert.Equal(t, 0, f.srv.pool.Waiting())

@@ -214,7 +214,7 @@ func TestCatalogClose(t *testing.T) {
 	go func() { c.Close(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("Close did not stop the watcher")
 	}
 	eventually(t, "held query ended", 2*time.Second, func() bool { return s.Waiting() == 0 })

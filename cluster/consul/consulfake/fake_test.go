@@ -189,7 +189,7 @@ func TestKVBlocking(t *testing.T) {
 		if index(t, r) <= i || !strings.Contains(r.body, "eyJyZXBsaWNhcyI6NH0=") {
 			t.Errorf("released with index %d (was %d), body %s", index(t, r), i, r.body)
 		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("blocking GET not released by the write")
 	}
 
@@ -367,7 +367,7 @@ func TestHealthTranscript(t *testing.T) {
 		if index(t, r) <= i2 || strings.Contains(r.body, id1) || !strings.Contains(r.body, id2) {
 			t.Errorf("after deregister: index %d, body %s", index(t, r), r.body)
 		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("blocking query not released by the deregistration")
 	}
 
@@ -405,7 +405,7 @@ func TestDown(t *testing.T) {
 	select {
 	case r := <-done:
 		r.want(t, 500, nil, DownMessage)
-	case <-time.After(2 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("held query not failed by SetDown")
 	}
 	do(t, s, "GET", "/v1/kv/qufop/x", "").want(t, 500, nil, DownMessage)
