@@ -151,13 +151,50 @@ func (d *Docker) Mode() string { return "docker" }
 func (d *Docker) Warning() string { return "" }
 
 // Close stops the supervision; the containers keep running and are adopted
-// by the next NewDocker.
+// by the next NewDocker. A platform that has no container left gives its
+// network back: Docker's address pools hold about 30 bridges, and a
+// platform made for an hour (a tutorial, a test) must not keep one.
 func (d *Docker) Close() error {
 	d.close()
+	d.releaseNetwork()
 	if d.ownCli {
 		return d.cli.Close()
 	}
 	return nil
+}
+
+// releaseNetwork removes the platform's network if no container of the
+// platform is left; it comes back at the next NewDocker.
+func (d *Docker) releaseNetwork() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	unlock := lockNetworks()
+	defer unlock()
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", LabelPlatform+"="+d.platformID))})
+	if err != nil || len(list) > 0 {
+		return
+	}
+	if err := d.cli.NetworkRemove(ctx, d.network); err != nil && !cerrdefs.IsNotFound(err) {
+		d.opts.Logger.Info("docker: network kept", "network", d.network, "err", err)
+	}
+}
+
+// lockNetworks serialises creating and removing networks on this machine
+// (see ensureNetwork); it returns the unlock.
+func lockNetworks() func() {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "qufop-network.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return func() {}
+	}
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX) != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}
 }
 
 // ensureNetwork creates the bridge (labelled as the platform's) if missing
@@ -168,12 +205,8 @@ func ensureNetwork(ctx context.Context, cli *client.Client, name, platformID str
 	// packages), and then refuses to inspect either by name: serialise on
 	// this machine. One lock for every name: creating is quick, and
 	// platforms come and go (tests), their lock files would stay.
-	if f, err := os.OpenFile(filepath.Join(os.TempDir(), "qufop-network.lock"), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
-		defer f.Close()
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX) == nil {
-			defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		}
-	}
+	unlock := lockNetworks()
+	defer unlock()
 	nw, err := cli.NetworkInspect(ctx, name, network.InspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		_, cerr := cli.NetworkCreate(ctx, name, network.CreateOptions{

@@ -207,3 +207,42 @@ func TestRemovePlatformConcurrently(t *testing.T) {
 		t.Fatalf("network after RemovePlatform: %v", err)
 	}
 }
+
+// A platform without containers gives its network back on Close (Docker's
+// address pools hold about 30 bridges); one with instances keeps it for
+// them.
+func TestDockerCloseReleasesAnUnusedNetwork(t *testing.T) {
+	cli, img, id := dockerSetup(t)
+	ctx := context.Background()
+	networks := func() int {
+		t.Helper()
+		nws, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelPlatform+"="+id))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(nws)
+	}
+	d, err := NewDocker(cli, DockerConfig{Options: testOptions(), PlatformID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if networks() != 1 {
+		t.Fatal("NewDocker made no network")
+	}
+	d.Close()
+	if n := networks(); n != 0 {
+		t.Fatalf("%d networks left by a platform without containers", n)
+	}
+
+	d = newDocker(t, cli, id, testOptions())
+	if err := d.Deploy(ctx, dockerWorkload(img, "keep", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if networks() != 1 {
+		t.Fatal("the network of a running instance was removed")
+	}
+	// The instance survives, and the next runtime adopts it on that network.
+	d = newDocker(t, cli, id, testOptions())
+	waitFor(t, patience, "the adopted instance healthy", func() bool { return len(d.Healthy("keep")) == 1 })
+}
