@@ -14,14 +14,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
 	"github.com/qufop/qufop/cluster/local"
@@ -66,20 +62,9 @@ func Remove(t testing.TB, id string) {
 	if _, err := c.Ping(ctx); err != nil {
 		return
 	}
+	// Containers, network and the images its builds labelled.
 	if err := local.RemovePlatform(ctx, c, id); err != nil {
 		t.Errorf("removing test platform %s: %v", id, err)
-	}
-	// Its images (builds label them); children before parents, so newest
-	// first.
-	imgs, err := c.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", local.LabelPlatform+"="+id))})
-	if err != nil {
-		t.Errorf("removing test platform %s: %v", id, err)
-	}
-	sort.Slice(imgs, func(i, j int) bool { return imgs[i].Created > imgs[j].Created })
-	for _, img := range imgs {
-		if _, err := c.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			t.Errorf("removing image %v of test platform %s: %v", img.RepoTags, id, err)
-		}
 	}
 	if r, err := (&http.Client{Timeout: 3 * time.Second}).Get("http://" + dockertest.RegistryAddr + "/v2/"); err != nil {
 		return
