@@ -49,7 +49,8 @@ reg=127.0.0.1:5000
 root=${QUFOP_TEST_REGISTRY_ROOT:-/var/lib/qufop-registry}
 repos=$root/docker/registry/v2/repositories
 if curl -fsS "http://$reg/v2/" >/dev/null 2>&1 && [ -d "$repos" ]; then
-  for r in $(curl -fsS "http://$reg/v2/_catalog?n=10000" | python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin).get("repositories") or []))'); do
+  # {"repositories":["a/b","c/d"]}: the names are the quoted words but the key.
+  for r in $(curl -fsS "http://$reg/v2/_catalog?n=1000" | grep -o '"[^"]*"' | tr -d '"' | grep -vx repositories); do
     case $r in
       test-*|qtest/*|admin/test-*)
         left+=("registry repository $r")
