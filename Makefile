@@ -41,7 +41,10 @@ test: deps services fmt-check vet
 # The platform on real `nomad agent -dev` and `consul agent -dev` (v1.6.5 and
 # v1.16.3 on PATH; skipped, saying so, without them).
 test-nomad: deps services
-	$(GO) test -count=1 -v -timeout 40m -run 'TestRealNomadAndConsul|TestNomadPlatformJobs|TestJobspecsValidate' ./e2e
+	set -o pipefail; status=0; \
+	$(GO) test -count=1 -v -timeout 40m -run 'TestRealNomadAndConsul|TestNomadPlatformJobs|TestJobspecsValidate' ./e2e || status=$$?; \
+	bash .ci/leftovers.sh || status=1; \
+	exit $$status
 
 vet:
 	$(GO) vet $(PKGS)
