@@ -66,7 +66,7 @@ type Dev struct {
 	ln       net.Listener
 	blobLn   net.Listener
 	notices  []string
-	closers  []func()
+	closers  closers
 }
 
 // NewDev takes the data folder, opens the buckets, starts the UFOP half
@@ -112,7 +112,7 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, fmt.Errorf("local orchestrator: %w", err)
 	}
 	d.runtime = rt
-	d.closers = append(d.closers, func() { rt.Close() })
+	d.closers.add(func() { rt.Close() })
 
 	ccfg := cfg.Control
 	if ccfg.Registry == "auto" {
@@ -131,7 +131,7 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		if err != nil {
 			return nil, err
 		}
-		d.closers = append(d.closers, func() { dc.Close() })
+		d.closers.add(func() { dc.Close() })
 		if err := baseimage.ImportBusybox(ctx, dc, baseimage.BusyboxRef, cfg.Busybox); err != nil {
 			d.notices = append(d.notices, fmt.Sprintf("%v: UFOPs on %s cannot be built", err, baseimage.BusyboxRef))
 		}
@@ -142,7 +142,7 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.ctl, err = newControlPlane(ccfg, cfg.Data, bcfg, backend, keeper, rt, log); err != nil {
 		return nil, err
 	}
-	d.closers = append(d.closers, d.ctl.server.Close)
+	d.closers.add(d.ctl.server.Close)
 
 	d.dispatch = dispatch.New(dispatch.NewDefaultConfig(), keeper, rt, &ufop.Caller{})
 	// Instances reach the gateway's blob route through their own network:
@@ -194,10 +194,7 @@ func (d *Dev) Close() {
 	if d.blobLn != nil {
 		d.blobLn.Close()
 	}
-	for i := len(d.closers) - 1; i >= 0; i-- {
-		d.closers[i]()
-	}
-	d.closers = nil
+	d.closers.close()
 	d.lock.release()
 }
 

@@ -61,7 +61,7 @@ type GatewayRoleConfig struct {
 type Gateway struct {
 	srv     *gateway.Server
 	ln      net.Listener
-	closers []func()
+	closers closers
 }
 
 // NewGateway opens the buckets, binds the listener and, with Consul, wires
@@ -90,7 +90,7 @@ func NewGateway(ctx context.Context, cfg GatewayRoleConfig) (_ *Gateway, err err
 			return nil, err
 		}
 		catalog := consul.NewCatalog(cc, consul.CatalogOptions{})
-		g.closers = append(g.closers, func() { catalog.Close() })
+		g.closers.add(func() { catalog.Close() })
 		d := dispatch.New(dispatch.NewDefaultConfig(), consulKeeper(cc), catalog, &ufop.Caller{})
 		adv := cfg.Advertise
 		if adv == "" {
@@ -122,10 +122,7 @@ func (g *Gateway) Close() {
 	if g.ln != nil {
 		g.ln.Close()
 	}
-	for i := len(g.closers) - 1; i >= 0; i-- {
-		g.closers[i]()
-	}
-	g.closers = nil
+	g.closers.close()
 }
 
 // BuilderConfig configures Builder.
@@ -150,7 +147,7 @@ type Builder struct {
 	lock    *dataLock
 	nomad   string
 	consul  string
-	closers []func()
+	closers closers
 }
 
 // NewBuilder reaches Consul, Nomad and Docker, loads the admin keys and
@@ -186,13 +183,13 @@ func NewBuilder(ctx context.Context, cfg BuilderConfig) (_ *Builder, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("%v: the builder builds images with it", err)
 	}
-	b.closers = append(b.closers, func() { dc.Close() })
+	b.closers.add(func() { dc.Close() })
 	bcfg := cfg.Control.builderConfig(cfg.Data)
 	if b.ctl, err = newControlPlane(cfg.Control, cfg.Data, bcfg, builder.NewDocker(bcfg, dc),
 		consulKeeper(cc), nomad.New(nc, jobspecs.DefaultOptions()), log); err != nil {
 		return nil, err
 	}
-	b.closers = append(b.closers, b.ctl.server.Close)
+	b.closers.add(b.ctl.server.Close)
 
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
@@ -219,10 +216,7 @@ func (b *Builder) Close() {
 	if b.ln != nil {
 		b.ln.Close()
 	}
-	for i := len(b.closers) - 1; i >= 0; i-- {
-		b.closers[i]()
-	}
-	b.closers = nil
+	b.closers.close()
 	b.lock.release()
 }
 

@@ -175,3 +175,15 @@ func (l *dataLock) release() {
 	l.f.Close()
 	l.f = nil
 }
+
+// closers are what a role must release, released in reverse order.
+type closers []func()
+
+func (c *closers) add(f func()) { *c = append(*c, f) }
+
+func (c *closers) close() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+	*c = nil
+}
