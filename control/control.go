@@ -90,7 +90,7 @@ type Server struct {
 	// the log follower can tell when a build ended.
 	mu      sync.Mutex
 	running map[string]bool
-	ops     map[string]*Operation
+	ops     map[string]*api.Operation
 	wg      sync.WaitGroup
 	ctx     context.Context
 	cancel  context.CancelFunc

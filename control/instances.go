@@ -15,21 +15,20 @@ import (
 	"github.com/qufop/qufop/ufop"
 )
 
-// Operation is the last resize or upgrade of a UFOP, run in the background:
-// deployments take as long as instances take to become healthy, so the API
-// answers at once and `qufop resize`/`upgrade` poll the state.
-type Operation = api.Operation
-
-func (s *Server) setOp(name string, op *Operation) {
+// An operation (api.Operation) is the last resize or upgrade of a UFOP,
+// run in the background: deployments take as long as instances take to
+// become healthy, so the API answers at once and `qufop resize`/`upgrade`
+// poll the state.
+func (s *Server) setOp(name string, op *api.Operation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ops == nil {
-		s.ops = map[string]*Operation{}
+		s.ops = map[string]*api.Operation{}
 	}
 	s.ops[name] = op
 }
 
-func (s *Server) op(name string) *Operation {
+func (s *Server) op(name string) *api.Operation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if op := s.ops[name]; op != nil {
@@ -91,7 +90,7 @@ func (s *Server) resize(c *gin.Context) {
 	}
 	from := rec.Desired
 	var run func(ctx context.Context) error
-	op := &Operation{Kind: "resize", Count: req.Count, Started: s.now().UTC()}
+	op := &api.Operation{Kind: "resize", Count: req.Count, Started: s.now().UTC()}
 	if rec.Deployed == 0 {
 		if req.Count == 0 {
 			c.JSON(http.StatusOK, api.Resized{Name: rec.Name, From: from, To: 0})
@@ -167,7 +166,7 @@ func (s *Server) upgrade(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	op := &Operation{Kind: "upgrade", Version: v.N, Count: rec.Desired, Started: s.now().UTC()}
+	op := &api.Operation{Kind: "upgrade", Version: v.N, Count: rec.Desired, Started: s.now().UTC()}
 	s.runOp(rec.Name, op, func(ctx context.Context) error {
 		if err := s.orch.Deploy(ctx, w); err != nil {
 			return err
@@ -182,7 +181,7 @@ func (s *Server) upgrade(c *gin.Context) {
 }
 
 // runOp runs an orchestration in the background, bounded by DeployTimeout.
-func (s *Server) runOp(name string, op *Operation, run func(ctx context.Context) error) {
+func (s *Server) runOp(name string, op *api.Operation, run func(ctx context.Context) error) {
 	s.setOp(name, op)
 	s.wg.Add(1)
 	go func() {
