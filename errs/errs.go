@@ -89,26 +89,34 @@ type Carrier interface {
 // Public returns the message of err that a client may see. Errors without a
 // public message are reported generically: their text may hold paths.
 func Public(err error) string {
+	if msg, ok := public(err); ok {
+		return msg
+	}
+	return "processing failed"
+}
+
+// public is the public message of err, if it has one.
+func public(err error) (string, bool) {
 	// errors.Join of public errors (every problem of a ufop.yaml at once):
 	// all of them, not only the first errors.As would find.
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		var msgs []string
 		for _, m := range j.Unwrap() {
-			if msg := Public(m); msg != "processing failed" {
+			if msg, ok := public(m); ok {
 				msgs = append(msgs, msg)
 			}
 		}
 		if len(msgs) > 0 {
-			return strings.Join(msgs, "; ")
+			return strings.Join(msgs, "; "), true
 		}
 	}
 	var e *Error
 	if errors.As(err, &e) {
-		return e.Msg
+		return e.Msg, true
 	}
 	var c Carrier
 	if errors.As(err, &c) {
-		return c.Error()
+		return c.Error(), true
 	}
-	return "processing failed"
+	return "", false
 }
