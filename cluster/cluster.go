@@ -73,6 +73,14 @@ type Workload struct {
 	MemoryMB    int
 	Count       int
 	KillTimeout time.Duration // SIGTERM, then SIGKILL after this
+	// Scaling, when set, is the range the scaler keeps Count in; Nomad
+	// gets it as the group's scaling block and refuses counts outside it.
+	Scaling *Scaling
+}
+
+// Scaling is the range of a workload's count.
+type Scaling struct {
+	Min, Max int
 }
 
 // Instance is one running (or starting, or failed) copy of a workload.
@@ -103,10 +111,11 @@ type Orchestrator interface {
 	// ones stop (gracefully) once the new ones are healthy.
 	Deploy(ctx context.Context, w Workload) error
 	// Scale sets the instance count of the UFOP's running version; reason
-	// is recorded where the orchestrator keeps history. It returns an error
-	// wrapping ErrNotFound if nothing was deployed, ErrSkipped if the
-	// orchestrator declines for now.
-	Scale(ctx context.Context, name string, count int, reason string) error
+	// and meta (the figures behind a scaler's decision) are recorded where
+	// the orchestrator keeps history (Nomad's scaling events). It returns
+	// an error wrapping ErrNotFound if nothing was deployed, ErrSkipped if
+	// the orchestrator declines for now (an active deployment).
+	Scale(ctx context.Context, name string, count int, reason string, meta map[string]string) error
 	// Instances reports every instance of the UFOP, all versions, by index.
 	Instances(ctx context.Context, name string) ([]Instance, error)
 	// Stop stops every instance gracefully; purge also forgets the workload.
@@ -114,6 +123,15 @@ type Orchestrator interface {
 	// Logs writes the output (stdout and stderr) of instance index; with
 	// follow it streams until ctx ends.
 	Logs(ctx context.Context, name string, index int, follow bool, w io.Writer) error
+}
+
+// Load is what the gateway knows of the work at each instance. The local
+// orchestrator asks it, on scale-in, which instances are the least busy and
+// when the ones leaving have finished their steps.
+type Load interface {
+	// InFlight returns the steps in flight at each instance of the UFOP,
+	// by Endpoint.ID; instances with none may be missing.
+	InFlight(name string) map[string]int
 }
 
 // Endpoint is a healthy instance as the gateway sees it.

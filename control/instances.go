@@ -118,7 +118,7 @@ func (s *Server) resize(c *gin.Context) {
 			}
 		}
 		run = func(ctx context.Context) error {
-			err := s.orch.Scale(ctx, rec.Name, req.Count, reason)
+			err := s.orch.Scale(ctx, rec.Name, req.Count, reason, nil)
 			// The workload is gone from the orchestrator (a failed first
 			// deployment purged, a cluster rebuilt): deploy it again.
 			if errors.Is(err, cluster.ErrNotFound) && w != nil && req.Count > 0 {

@@ -65,6 +65,10 @@ type Record struct {
 	// Desired is the instance count asked for with resize.
 	Desired      int `json:"desired"`
 	MaxInstances int `json:"maxInstances"`
+	// Scale is the scaler's policy; nil: counts change only by resize.
+	Scale *ScalePolicy `json:"scale,omitempty"`
+	// ScaleHistory is the last changes of Desired, oldest first.
+	ScaleHistory []ScaleEvent `json:"scaleHistory,omitempty"`
 	// (Records written before the flavor came from ufop.yaml also hold
 	// "flavor": "default"; it is ignored.)
 }

@@ -418,7 +418,7 @@ func (o *Orchestrator) Deploy(ctx context.Context, w cluster.Workload) error {
 }
 
 // Scale implements cluster.Orchestrator.
-func (o *Orchestrator) Scale(ctx context.Context, name string, count int, _ string) error {
+func (o *Orchestrator) Scale(ctx context.Context, name string, count int, _ string, _ map[string]string) error {
 	o.mu.Lock()
 	a := o.apps[name]
 	if a == nil {

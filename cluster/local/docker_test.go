@@ -214,7 +214,7 @@ func TestDockerLifecycle(t *testing.T) {
 	checkDockerAddrs(t, d2, name, "1")
 
 	// Scale to 1: index 1 goes.
-	if err := d2.Scale(ctx, name, 1, "test"); err != nil {
+	if err := d2.Scale(ctx, name, 1, "test", nil); err != nil {
 		t.Fatal(err)
 	}
 	if ins := instances(t, d2, name); len(ins) != 1 || ins[0].Index != 0 {

@@ -381,7 +381,7 @@ func sortedByIndex(ins []*instance) []*instance {
 // the lowest free indexes, removal starts at the highest. It returns
 // ErrNotFound if nothing was deployed and ErrSkipped while a deployment (or
 // another change) of the UFOP is under way.
-func (m *manager) Scale(ctx context.Context, name string, count int, reason string) error {
+func (m *manager) Scale(ctx context.Context, name string, count int, reason string, meta map[string]string) error {
 	if count < 0 {
 		return fmt.Errorf("scale %s: negative count %d", name, count)
 	}

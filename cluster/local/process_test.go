@@ -130,7 +130,7 @@ func TestProcessLifecycle(t *testing.T) {
 	if p.Mode() != "process" || p.HostIP() != "127.0.0.1" || !strings.Contains(p.Warning(), "isolates nothing") {
 		t.Fatalf("mode %q host %q warning %q", p.Mode(), p.HostIP(), p.Warning())
 	}
-	if err := p.Scale(ctx, "demo", 1, "test"); !errors.Is(err, cluster.ErrNotFound) {
+	if err := p.Scale(ctx, "demo", 1, "test", nil); !errors.Is(err, cluster.ErrNotFound) {
 		t.Fatalf("scale before deploy: %v", err)
 	}
 
@@ -171,7 +171,7 @@ func TestProcessLifecycle(t *testing.T) {
 	}
 
 	// Scale to 1: the highest index goes.
-	if err := p.Scale(ctx, "demo", 1, "test"); err != nil {
+	if err := p.Scale(ctx, "demo", 1, "test", nil); err != nil {
 		t.Fatal(err)
 	}
 	if ins := instances(t, p, "demo"); len(ins) != 1 || ins[0].Index != 0 || len(p.Healthy("demo")) != 1 {
@@ -186,7 +186,7 @@ func TestProcessLifecycle(t *testing.T) {
 		done <- p.Deploy(ctx, processWorkload(t, bin, 2, 1, map[string]string{"VERSION": "2", "HEALTH_FAIL": "1", "READY_FILE": ready}))
 	}()
 	waitFor(t, patience, "the v2 instance", func() bool { return len(instances(t, p, "demo")) == 2 })
-	if err := p.Scale(ctx, "demo", 3, "test"); !errors.Is(err, cluster.ErrSkipped) {
+	if err := p.Scale(ctx, "demo", 3, "test", nil); !errors.Is(err, cluster.ErrSkipped) {
 		t.Fatalf("scale during a deployment: %v, want ErrSkipped", err)
 	}
 	waitFor(t, patience, "v2 probed and not healthy yet", func() bool {
@@ -273,7 +273,7 @@ func TestProcessLifecycle(t *testing.T) {
 		t.Fatalf("after stop: %+v", ins)
 	}
 	// Stopped, not purged: Scale brings the deployed version back.
-	if err := p.Scale(ctx, "demo", 1, "test"); err != nil {
+	if err := p.Scale(ctx, "demo", 1, "test", nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, patience, "scaled back up", func() bool { return versions(p.Healthy("demo"))[2] == 1 })

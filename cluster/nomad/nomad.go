@@ -181,14 +181,17 @@ func groupCount(j *api.Job) int {
 }
 
 // Scale implements cluster.Orchestrator.
-func (o *Orchestrator) Scale(ctx context.Context, name string, count int, reason string) error {
+func (o *Orchestrator) Scale(ctx context.Context, name string, count int, reason string, meta map[string]string) error {
 	id := JobID(name)
 	msg := "qufop: " + reason
 	if reason == "" {
 		msg = "qufop: scale"
 	}
-	resp, _, err := o.client.Jobs().Scale(id, jobspecs.GroupName, &count, msg, false,
-		map[string]any{"qufop.ufop": name}, o.w(ctx))
+	m := map[string]any{"qufop.ufop": name}
+	for k, v := range meta {
+		m[k] = v
+	}
+	resp, _, err := o.client.Jobs().Scale(id, jobspecs.GroupName, &count, msg, false, m, o.w(ctx))
 	if err != nil {
 		return classify(err, fmt.Sprintf("nomad: scale %s to %d", id, count))
 	}

@@ -85,7 +85,7 @@ func TestDeployScaleUpgrade(t *testing.T) {
 	if j := srv.Job("ufop-demo"); *j.TaskGroups[0].Update.Canary != 0 {
 		t.Errorf("first registration: canary %d, want 0", *j.TaskGroups[0].Update.Canary)
 	}
-	if err := o.Scale(ctx, "demo", 3, "queue depth 12"); err != nil {
+	if err := o.Scale(ctx, "demo", 3, "queue depth 12", nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := versions(t, o, "demo"); !equal(got, []int{1, 1, 1}) {
@@ -121,7 +121,7 @@ func TestDeployScaleUpgrade(t *testing.T) {
 		t.Errorf("allocs: %d stopped, %d running; want 3 and 3", v1, v2)
 	}
 	// Scale down stops the highest index.
-	if err := o.Scale(ctx, "demo", 1, "idle"); err != nil {
+	if err := o.Scale(ctx, "demo", 1, "idle", nil); err != nil {
 		t.Fatal(err)
 	}
 	ins, err := o.Instances(ctx, "demo")
@@ -158,7 +158,7 @@ func TestScaleDuringDeploymentIsSkipped(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	err := o.Scale(ctx, "demo", 4, "busy")
+	err := o.Scale(ctx, "demo", 4, "busy", nil)
 	if !errors.Is(err, cluster.ErrSkipped) {
 		t.Fatalf("scale during deployment: %v, want ErrSkipped", err)
 	}
@@ -171,7 +171,7 @@ func TestScaleDuringDeploymentIsSkipped(t *testing.T) {
 	if got := versions(t, o, "demo"); !equal(got, []int{2, 2}) {
 		t.Fatalf("after upgrade: %v", got)
 	}
-	if err := o.Scale(ctx, "demo", 4, "busy"); err != nil {
+	if err := o.Scale(ctx, "demo", 4, "busy", nil); err != nil {
 		t.Fatalf("scale after the deployment: %v", err)
 	}
 }
@@ -197,7 +197,7 @@ func TestFailingCanaryKeepsOldVersion(t *testing.T) {
 	if j := srv.Job("ufop-demo"); j.Meta[jobspecs.MetaVersion] != "1" {
 		t.Errorf("job meta after revert: %v", j.Meta)
 	}
-	if err := o.Scale(ctx, "demo", 3, "after revert"); err != nil {
+	if err := o.Scale(ctx, "demo", 3, "after revert", nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := versions(t, o, "demo"); !equal(got, []int{1, 1, 1}) {
@@ -226,7 +226,7 @@ func TestCanaryTimeoutFailsDeployment(t *testing.T) {
 func TestStopPurge(t *testing.T) {
 	_, o := setup(t)
 	ctx := ctxT(t)
-	if err := o.Scale(ctx, "demo", 1, "x"); !errors.Is(err, cluster.ErrNotFound) {
+	if err := o.Scale(ctx, "demo", 1, "x", nil); !errors.Is(err, cluster.ErrNotFound) {
 		t.Fatalf("scale of nothing: %v", err)
 	}
 	if err := o.Deploy(ctx, workload(1, 2)); err != nil {
@@ -252,7 +252,7 @@ func TestStopPurge(t *testing.T) {
 	if _, err := o.Instances(ctx, "demo"); !errors.Is(err, cluster.ErrNotFound) {
 		t.Fatalf("instances after purge: %v", err)
 	}
-	if err := o.Scale(ctx, "demo", 2, "x"); !errors.Is(err, cluster.ErrNotFound) {
+	if err := o.Scale(ctx, "demo", 2, "x", nil); !errors.Is(err, cluster.ErrNotFound) {
 		t.Fatalf("scale after purge: %v", err)
 	}
 	if err := o.Stop(ctx, "demo", false); !errors.Is(err, cluster.ErrNotFound) {

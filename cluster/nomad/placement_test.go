@@ -46,7 +46,7 @@ func TestDeployPlacementFailureCPU(t *testing.T) {
 	if err != nil || d.Status != api.DeploymentStatusFailed {
 		t.Fatalf("deployment %+v: %v", d, err)
 	}
-	if err := o.Scale(ctxT(t), "demo", 2, "fits"); err != nil {
+	if err := o.Scale(ctxT(t), "demo", 2, "fits", nil); err != nil {
 		t.Fatalf("scale after the failure: %v", err)
 	}
 	if got := versions(t, o, "demo"); !equal(got, []int{1, 1}) {
@@ -60,7 +60,7 @@ func TestScalePlacementFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.SetNodeResources(2500, 0) // two instances of 1 CPU fit, not four
-	deployFails(t, func(ctx context.Context) error { return o.Scale(ctx, "demo", 4, "more") },
+	deployFails(t, func(ctx context.Context) error { return o.Scale(ctx, "demo", 4, "more", nil) },
 		"no node could place 2 instances of ufop-demo scaled to 4: cpu exhausted on 1 node")
 	// The two that fit run. The scaling's deployment goes on waiting for
 	// capacity (failing it would roll the count back), so scaling again is
@@ -68,7 +68,7 @@ func TestScalePlacementFailure(t *testing.T) {
 	if got := versions(t, o, "demo"); !equal(got, []int{1, 1}) {
 		t.Errorf("instances %v", got)
 	}
-	if err := o.Scale(ctxT(t), "demo", 2, "fits"); !errors.Is(err, cluster.ErrSkipped) {
+	if err := o.Scale(ctxT(t), "demo", 2, "fits", nil); !errors.Is(err, cluster.ErrSkipped) {
 		t.Fatalf("scale during the scaling's deployment: %v, want skipped", err)
 	}
 }
@@ -100,7 +100,7 @@ func TestUpgradePlacementFailureKeepsOldVersion(t *testing.T) {
 		t.Fatalf("after the failed upgrade: %v", got)
 	}
 	srv.SetNodeResources(0, 0)
-	if err := o.Scale(ctx, "demo", 2, "after"); err != nil {
+	if err := o.Scale(ctx, "demo", 2, "after", nil); err != nil {
 		t.Fatalf("scale after the failed upgrade: %v", err)
 	}
 }
@@ -127,7 +127,7 @@ func TestInstanceAddr(t *testing.T) {
 	}
 	// A starting instance has no address yet.
 	srv.SetHealthDelay(time.Hour)
-	if err := o.Scale(ctx, "demo", 4, "more"); err != nil {
+	if err := o.Scale(ctx, "demo", 4, "more", nil); err != nil {
 		t.Fatal(err)
 	}
 	ins, err = o.Instances(ctx, "demo")
