@@ -52,6 +52,7 @@ type Dispatcher struct {
 	cache    map[string]cached
 	pools    map[string]*pool
 	blobBase string
+	onWait   func(name string)
 }
 
 type cached struct {
@@ -148,16 +149,35 @@ func (d *Dispatcher) pool(name string) *pool {
 	defer d.mu.Unlock()
 	p := d.pools[name]
 	if p == nil {
-		p = newPool()
+		p = newPool(func() []cluster.Endpoint { return d.catalog.Healthy(name) })
 		d.pools[name] = p
 	}
 	return p
 }
 
+// SetOnWait sets a function called (on its own goroutine's time: it must
+// not block) each time a step of a UFOP has to wait for an instance. The
+// in-process scaler uses it to evaluate that UFOP at once instead of at its
+// next interval.
+func (d *Dispatcher) SetOnWait(fn func(name string)) {
+	d.mu.Lock()
+	d.onWait = fn
+	d.mu.Unlock()
+}
+
+func (d *Dispatcher) notifyWait(name string) {
+	d.mu.Lock()
+	fn := d.onWait
+	d.mu.Unlock()
+	if fn != nil {
+		fn(name)
+	}
+}
+
 func (d *Dispatcher) run(ctx context.Context, rec *ufop.Record, cmd fop.Cmd, in fop.Blob) (fop.Blob, error) {
-	endpoints := func() []cluster.Endpoint { return d.catalog.Healthy(rec.Name) }
-	capacity := func(ep cluster.Endpoint) int { return spec(rec, ep.Version).Concurrency }
-	ep, release, err := d.pool(rec.Name).acquire(ctx, rec.Name, endpoints, capacity, d.cfg.QueueSize)
+	p := d.pool(rec.Name)
+	p.setRecord(rec)
+	ep, release, err := p.acquire(ctx, rec.Name, d.cfg.QueueSize, rec.Scale != nil, d.notifyWait)
 	if err != nil {
 		return fop.Blob{}, err
 	}
@@ -205,99 +225,4 @@ func (d *Dispatcher) run(ctx context.Context, rec *ufop.Record, cmd fop.Cmd, in 
 		return fop.Blob{}, err
 	}
 	return fop.Blob{Data: out.Data, MIME: out.MIME}, nil
-}
-
-// pool tracks the steps in flight per instance of one UFOP and the steps
-// waiting for a free instance.
-type pool struct {
-	mu       sync.Mutex
-	inflight map[string]int
-	waiting  int
-	wake     chan struct{} // closed when a slot frees
-	// next is where the search for the least busy instance starts, moved
-	// on at every pick: among equally busy instances successive steps go
-	// round the instances instead of all to the first one.
-	next int
-}
-
-func newPool() *pool { return &pool{inflight: map[string]int{}, wake: make(chan struct{})} }
-
-// refreshEvery bounds how long a waiting step takes to notice a new
-// instance (the Catalog does not notify).
-const refreshEvery = 200 * time.Millisecond
-
-// acquire picks the least busy healthy instance with a free slot, waiting
-// in the bounded queue while all are full.
-func (p *pool) acquire(ctx context.Context, name string, endpoints func() []cluster.Endpoint,
-	capacity func(cluster.Endpoint) int, queueSize int) (cluster.Endpoint, func(), error) {
-	queued := false
-	defer func() {
-		if queued {
-			p.mu.Lock()
-			p.waiting--
-			p.mu.Unlock()
-		}
-	}()
-	for {
-		eps := endpoints()
-		p.mu.Lock()
-		best, bestLoad := -1, 0
-		for k := range eps {
-			i := (p.next + k) % len(eps)
-			ep := eps[i]
-			load := p.inflight[ep.ID]
-			if load < capacity(ep) && (best < 0 || load < bestLoad) {
-				best, bestLoad = i, load
-			}
-		}
-		if best >= 0 {
-			ep := eps[best]
-			p.next = best + 1
-			p.inflight[ep.ID]++
-			p.mu.Unlock()
-			return ep, func() { p.release(ep.ID) }, nil
-		}
-		if len(eps) == 0 && !queued {
-			p.mu.Unlock()
-			return cluster.Endpoint{}, nil, errs.New(http.StatusServiceUnavailable,
-				"ufop %q has no healthy instance (start some with `qufop resize %s -n N`)", name, name)
-		}
-		if !queued {
-			if p.waiting >= queueSize {
-				p.mu.Unlock()
-				return cluster.Endpoint{}, nil, errs.New(http.StatusServiceUnavailable, "ufop %q is busy: its queue is full, retry later", name)
-			}
-			p.waiting++
-			queued = true
-		}
-		wake := p.wake
-		p.mu.Unlock()
-		select {
-		case <-wake:
-		case <-time.After(refreshEvery):
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return cluster.Endpoint{}, nil, errs.Wrap(http.StatusGatewayTimeout, ctx.Err(), "timed out waiting for an instance of ufop %q", name)
-			}
-			return cluster.Endpoint{}, nil, errs.Wrap(499, ctx.Err(), "client closed request")
-		}
-	}
-}
-
-func (p *pool) release(id string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.inflight[id]--; p.inflight[id] <= 0 {
-		delete(p.inflight, id)
-	}
-	close(p.wake)
-	p.wake = make(chan struct{})
-}
-
-// Waiting is the number of queued steps of name (for metrics and tests).
-func (d *Dispatcher) Waiting(name string) int {
-	p := d.pool(name)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.waiting
 }

@@ -20,7 +20,6 @@ type Pool struct {
 	waiting atomic.Int64
 	busy    atomic.Int64
 	size    int
-	m       *metrics
 }
 
 // ErrQueueFull is returned when the wait queue has no room.
@@ -32,10 +31,9 @@ func NewPool(workers, queue int, m *metrics) *Pool {
 		slots:   make(chan struct{}, workers+queue),
 		workers: make(chan struct{}, workers),
 		size:    workers,
-		m:       m,
 	}
 	if m != nil {
-		m.workers.Set(float64(workers))
+		m.poolGauges(p)
 	}
 	return p
 }
@@ -50,20 +48,20 @@ func (p *Pool) Run(ctx context.Context, fn func() error) error {
 	default:
 		return ErrQueueFull
 	}
-	p.setWaiting(p.waiting.Add(1))
+	p.waiting.Add(1)
 	select {
 	case p.workers <- struct{}{}:
-		p.setWaiting(p.waiting.Add(-1))
+		p.waiting.Add(-1)
 	case <-ctx.Done():
-		p.setWaiting(p.waiting.Add(-1))
+		p.waiting.Add(-1)
 		<-p.slots
 		return contextError(ctx)
 	}
-	p.setBusy(p.busy.Add(1))
+	p.busy.Add(1)
 	done := make(chan error, 1)
 	go func() {
 		defer func() {
-			p.setBusy(p.busy.Add(-1))
+			p.busy.Add(-1)
 			<-p.workers
 			<-p.slots
 		}()
@@ -82,18 +80,6 @@ func (p *Pool) Waiting() int { return int(p.waiting.Load()) }
 
 // Busy is the number of workers running.
 func (p *Pool) Busy() int { return int(p.busy.Load()) }
-
-func (p *Pool) setWaiting(n int64) {
-	if p.m != nil {
-		p.m.queueLength.Set(float64(n))
-	}
-}
-
-func (p *Pool) setBusy(n int64) {
-	if p.m != nil {
-		p.m.workersBusy.Set(float64(n))
-	}
-}
 
 // StatusClientClosed is nginx's code for a client that went away; it is only
 // logged, never sent.

@@ -7,18 +7,16 @@ import (
 
 // metrics are the gateway's Prometheus series. They live in a registry of
 // their own so that two gateways in one process (tests) do not collide; the
-// scaler reads queue length, in-flight and busy workers from here.
+// pool of built-in commands adds its gauges (NewPool), the dispatcher its
+// per-UFOP figures (WithCollector).
 type metrics struct {
-	reg         *prometheus.Registry
-	requests    *prometheus.CounterVec   // by first command, status
-	duration    *prometheus.HistogramVec // by first command
-	steps       *prometheus.CounterVec   // by command, status
-	stepTime    *prometheus.HistogramVec // by command
-	inFlight    prometheus.Gauge
-	queueLength prometheus.Gauge
-	workersBusy prometheus.Gauge
-	workers     prometheus.Gauge
-	fastConns   *prometheus.CounterVec // by front
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec   // by first command, status
+	duration  *prometheus.HistogramVec // by first command
+	steps     *prometheus.CounterVec   // by command, status
+	stepTime  *prometheus.HistogramVec // by command
+	inFlight  prometheus.Gauge
+	fastConns *prometheus.CounterVec // by front
 }
 
 func newMetrics() *metrics {
@@ -47,22 +45,30 @@ func newMetrics() *metrics {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "requests_in_flight", Help: "Requests being served now.",
 		}),
-		queueLength: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Name: "queue_length", Help: "Steps waiting for a worker.",
-		}),
-		workersBusy: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Name: "workers_busy", Help: "Workers running a step.",
-		}),
-		workers: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Name: "workers", Help: "Size of the worker pool.",
-		}),
 		fastConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "connections_total",
 			Help: "Connections accepted, by the front that serves them (\"fast\": fasthttp, for UFOP processing URLs; \"std\": net/http).",
 		}, []string{"front"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.steps, m.stepTime,
-		m.inFlight, m.queueLength, m.workersBusy, m.workers, m.fastConns,
+		m.inFlight, m.fastConns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// poolGauges reads the pool's counters at scrape time, so the figures are
+// exact (no gauge set from the racing results of two Adds).
+func (m *metrics) poolGauges(p *Pool) {
+	const ns = "qufop_gateway"
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Name: "queue_length", Help: "Built-in steps waiting for a worker.",
+		}, func() float64 { return float64(p.Waiting()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Name: "workers_busy", Help: "Workers running a built-in step.",
+		}, func() float64 { return float64(p.Busy()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Name: "workers", Help: "Size of the worker pool of built-in steps.",
+		}, func() float64 { return float64(p.size) }),
+	)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/qufop/qufop/errs"
@@ -46,6 +47,12 @@ func WithUFOPs(u UFOPs, owner func(bucket string) string) Option {
 // WithBlobs serves h at path (the UFOPs' input blobs).
 func WithBlobs(path string, h gin.HandlerFunc) Option {
 	return func(s *Server) { s.engine.GET(path, h) }
+}
+
+// WithCollector adds c's series to the gateway's /metrics (the
+// dispatcher's per-UFOP figures).
+func WithCollector(c prometheus.Collector) Option {
+	return func(s *Server) { s.m.reg.MustRegister(c) }
 }
 
 // WithPprof serves the Go profiles at /debug/pprof/.

@@ -154,7 +154,8 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 
 	d.srv, err = d.dp.server(cfg.GatewayConfig,
 		gateway.WithUFOPs(d.dispatch, func(string) string { return AdminUser }),
-		gateway.WithBlobs(dispatch.BlobPath+":token", d.dispatch.Blobs().Handler))
+		gateway.WithBlobs(dispatch.BlobPath+":token", d.dispatch.Blobs().Handler),
+		gateway.WithCollector(d.dispatch.Collector()))
 	if err != nil {
 		return nil, err
 	}

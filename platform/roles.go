@@ -103,7 +103,8 @@ func NewGateway(ctx context.Context, cfg GatewayRoleConfig) (_ *Gateway, err err
 		owner := cfg.Owner
 		opts = append(opts,
 			gateway.WithUFOPs(d, func(string) string { return owner }),
-			gateway.WithBlobs(dispatch.BlobPath+":token", d.Blobs().Handler))
+			gateway.WithBlobs(dispatch.BlobPath+":token", d.Blobs().Handler),
+			gateway.WithCollector(d.Collector()))
 	}
 	if g.srv, err = dp.server(cfg.GatewayConfig, opts...); err != nil {
 		return nil, err
