@@ -18,6 +18,7 @@ import (
 	"github.com/qufop/qufop/dispatch"
 	"github.com/qufop/qufop/gateway"
 	"github.com/qufop/qufop/internal/serve"
+	"github.com/qufop/qufop/scaler"
 	"github.com/qufop/qufop/ufop"
 )
 
@@ -63,6 +64,7 @@ type Dev struct {
 	ctl      *controlPlane
 	dispatch *dispatch.Dispatcher
 	srv      *gateway.Server
+	scaler   *scaler.Scaler
 	ln       net.Listener
 	blobLn   net.Listener
 	notices  []string
@@ -152,10 +154,16 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	d.dispatch.SetBlobBase("http://" + d.blobLn.Addr().String())
 
+	// The scaler reads the dispatcher's figures in process and is woken
+	// as soon as a step has to wait.
+	d.scaler = scaler.New(scaler.Config{Logger: log}, dispatchSource{d.dispatch}, nil, rt, keeper)
+	d.dispatch.SetOnWait(d.scaler.Wake)
+
 	d.srv, err = d.dp.server(cfg.GatewayConfig,
 		gateway.WithUFOPs(d.dispatch, func(string) string { return AdminUser }),
 		gateway.WithBlobs(dispatch.BlobPath+":token", d.dispatch.Blobs().Handler),
-		gateway.WithCollector(d.dispatch.Collector()))
+		gateway.WithCollector(d.dispatch.Collector()),
+		gateway.WithCollector(d.scaler.Metrics()))
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +181,16 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 // requests are finished first.
 func (d *Dev) Serve(ctx context.Context) error {
 	go d.serveBlobs(ctx)
+	sctx, stop := context.WithCancel(ctx)
+	scaled := make(chan struct{})
+	go func() {
+		defer close(scaled)
+		_ = d.scaler.Run(sctx)
+	}()
+	defer func() {
+		stop()
+		<-scaled
+	}()
 	return d.srv.Serve(ctx, d.ln)
 }
 

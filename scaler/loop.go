@@ -50,8 +50,9 @@ type Scaler struct {
 	m        *Metrics
 	wake     chan string
 
-	mu    sync.Mutex
-	state map[string]*ufopState
+	mu       sync.Mutex
+	state    map[string]*ufopState
+	lastList time.Time
 }
 
 // ufopState is what the scaler remembers of a UFOP between evaluations.
@@ -137,8 +138,8 @@ func (s *Scaler) Round(ctx context.Context, woken map[string]bool) {
 			due = true
 		}
 	}
-	if len(s.state) == 0 {
-		due = true // nothing known yet: look for policies
+	if now.Sub(s.lastList) >= ufop.DefaultScaleInterval {
+		due = true // look for new policies
 	}
 	s.mu.Unlock()
 	if !due {
@@ -154,6 +155,7 @@ func (s *Scaler) Round(ctx context.Context, woken map[string]bool) {
 	}
 	var todo []ufop.Record
 	s.mu.Lock()
+	s.lastList = now
 	seen := map[string]bool{}
 	for _, rec := range recs {
 		if rec.Scale == nil {
@@ -185,8 +187,7 @@ func (s *Scaler) Round(ctx context.Context, woken map[string]bool) {
 	figs, err := s.src.Figures(ctx)
 	partial := false
 	if err != nil {
-		var pe *PartialError
-		if !errors.As(err, &pe) {
+		if !errors.Is(err, ErrPartial) {
 			s.m.errors.WithLabelValues("source").Inc()
 			s.cfg.Logger.Warn("scaler: reading the figures", "err", err)
 			return
@@ -201,19 +202,6 @@ func (s *Scaler) Round(ctx context.Context, woken map[string]bool) {
 		s.evaluate(ctx, rec, figs[rec.Name], partial, now)
 	}
 }
-
-// PartialError is returned by a Source with the figures of the gateways
-// that answered when some did not.
-type PartialError struct {
-	Failed []string // the gateways that did not answer
-	Err    error
-}
-
-func (e *PartialError) Error() string {
-	return fmt.Sprintf("%d gateway(s) did not answer (%v): %v", len(e.Failed), e.Failed, e.Err)
-}
-
-func (e *PartialError) Unwrap() error { return e.Err }
 
 func (s *Scaler) evaluate(ctx context.Context, rec ufop.Record, f Figures, partial bool, now time.Time) {
 	s.mu.Lock()

@@ -230,7 +230,7 @@ func TestLoopGoesOnFromAUserResize(t *testing.T) {
 // but never down.
 func TestLoopPartialFiguresNeverScaleDown(t *testing.T) {
 	f := newFixture(t, slow(4, &ufop.ScalePolicy{Min: 1, Max: 6, Target: 2}))
-	f.src.err = &PartialError{Failed: []string{"10.0.0.2:8080"}, Err: errors.New("timeout")}
+	f.src.err = fmt.Errorf("gateway 10.0.0.2:8080: timeout: %w", ErrPartial)
 	for range 40 {
 		f.round()
 		f.clock.advance(2 * time.Second)
