@@ -8,6 +8,8 @@
 //	upper, lower        the input text in upper or lower case (text/plain)
 //	wc                  {"lines":N,"words":N,"bytes":N}
 //	echo                the input unchanged, with its MIME type
+//	sleep/<ms>          {"slept_ms":N,"bytes":N} after N ms (0-60000): a slow
+//	                    processor, for the scaler's tests and benchmark
 //
 // It speaks both UFOP protocols:
 //
@@ -366,6 +368,13 @@ func parseCmd(cmd string) (command, error) {
 		if os.Getenv("UFOP_DEMO_CRASH") != "1" {
 			return command{}, errorf(http.StatusBadRequest, "bad command %q: crash is disabled (set UFOP_DEMO_CRASH=1 in ufop.yaml env)", cmd)
 		}
+	case "sleep":
+		if len(c.args) != 1 {
+			return command{}, errorf(http.StatusBadRequest, "bad command %q: sleep takes the milliseconds, sleep/<ms>", cmd)
+		}
+		if ms, err := strconv.Atoi(c.args[0]); err != nil || ms < 0 || ms > 60000 {
+			return command{}, errorf(http.StatusBadRequest, "bad command %q: sleep/<ms> wants 0 to 60000 ms", cmd)
+		}
 	case "upper", "lower", "wc", "echo":
 		if len(c.args) > 0 {
 			return command{}, errorf(http.StatusBadRequest, "bad command %q: %s takes no arguments", cmd, c.sub)
@@ -409,6 +418,10 @@ func (c command) run(in input) ([]byte, string, error) {
 			"words": len(bytes.Fields(in.data)),
 			"bytes": len(in.data),
 		}), "application/json", nil
+	case "sleep":
+		ms, _ := strconv.Atoi(c.args[0]) // checked by parseCmd
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return jsonBody(map[string]int{"slept_ms": ms, "bytes": len(in.data)}), "application/json", nil
 	case "crash":
 		log.Printf("crash: exiting mid-request as asked")
 		os.Exit(3)

@@ -73,6 +73,7 @@ func TestSubCommands(t *testing.T) {
 		{"ufop-demo/lower", "text/plain; charset=utf-8", "hello, world\nhi\n"},
 		{"ufop-demo/wc", "application/json", `{"bytes":16,"lines":2,"words":3}` + "\n"},
 		{"ufop-demo/echo", "text/markdown", input},
+		{"ufop-demo/sleep/1", "application/json", `{"bytes":16,"slept_ms":1}` + "\n"},
 	}
 	base, origin, _ := demo(t)
 	for _, tt := range tests {
@@ -179,6 +180,9 @@ func TestErrors(t *testing.T) {
 		{"empty sub-command", "POST", h("ufop-demo/", ""), "x", 400, "no sub-command"},
 		{"no cmd", "POST", "/handler", "x", 400, "cmd is missing"},
 		{"extra args", "POST", h("d/upper/x", ""), "x", 400, "takes no arguments"},
+		{"sleep without ms", "POST", h("d/sleep", ""), "x", 400, "sleep/<ms>"},
+		{"sleep too long", "POST", h("d/sleep/60001", ""), "x", 400, "0 to 60000 ms"},
+		{"sleep not a number", "POST", h("d/sleep/x", ""), "x", 400, "0 to 60000 ms"},
 		{"bad hash args", "POST", h("d/md5/encoding/b32", ""), "x", 400, "/encoding/base64"},
 		{"not utf-8", "POST", h("d/upper", ""), "\xff\xfe", 400, "not UTF-8"},
 		{"GET handler", "GET", h("d/md5", ""), "", 405, "use POST"},
