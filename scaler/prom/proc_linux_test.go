@@ -1,0 +1,5 @@
+package prom
+
+import "syscall"
+
+func init() { procAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} }
