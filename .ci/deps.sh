@@ -4,7 +4,7 @@
 # it, so that on a fresh machine those commands do all the set-up.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(libvips-dev pkg-config gcc make git curl procps docker.io docker-registry busybox-static)
+pkgs=(libvips-dev pkg-config gcc make git curl procps docker.io docker-registry busybox-static prometheus)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
