@@ -23,7 +23,7 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(append([]*cobra.Command{newDevCmd(), newGatewayCmd(), newBuilderCmd(), newLoginCmd()}, newUfopCmds()...)...)
+	root.AddCommand(append([]*cobra.Command{newDevCmd(), newGatewayCmd(), newBuilderCmd(), newScalerCmd(), newLoginCmd()}, newUfopCmds()...)...)
 	return root
 }
 
