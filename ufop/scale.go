@@ -2,6 +2,7 @@ package ufop
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -78,12 +79,18 @@ func (p ScalePolicy) Check(maxInstances int) error {
 		return fmt.Errorf("--min %d is over --max %d", p.Min, p.Max)
 	case p.Max > maxInstances:
 		return fmt.Errorf("--max %d is over the limit of %d instances for this ufop", p.Max, maxInstances)
-	case !(p.Target > 0):
-		return fmt.Errorf("--target must be more than 0 (steps per instance), got %g", p.Target)
+	case !(p.Target > 0) || math.IsInf(p.Target, 1):
+		return fmt.Errorf("--target must be a number more than 0 (steps per instance), got %g", p.Target)
 	case p.Interval.D() < 100*time.Millisecond:
 		return fmt.Errorf("--interval must be at least 100ms, got %s", p.Interval.D())
-	case p.UpCooldown < 0 || p.DownCooldown < 0 || p.DownWindow < 0:
-		return fmt.Errorf("cooldowns and the down window must not be negative")
+	}
+	for _, d := range []struct {
+		flag string
+		d    Duration
+	}{{"--up-cooldown", p.UpCooldown}, {"--down-cooldown", p.DownCooldown}, {"--down-window", p.DownWindow}} {
+		if d.d < 0 {
+			return fmt.Errorf("%s must not be negative, got %s", d.flag, d.d.D())
+		}
 	}
 	return nil
 }
