@@ -412,3 +412,36 @@ func (c *Client) State(ctx context.Context, name string) (*api.State, error) {
 func (c *Client) Logs(ctx context.Context, name string, index int, follow bool, w io.Writer) error {
 	return c.stream(ctx, ufopPath(name, "/instances/"+strconv.Itoa(index)+"/log"), followQuery(follow), w)
 }
+
+// ScalePolicyResult is the answer of SetScalePolicy and ScalePolicyOff.
+type ScalePolicyResult struct {
+	api.ScalePolicySet
+	// Started is true when an operation runs in the background (the
+	// server answered 202: a deployment, a change of count, or the range
+	// carried to the orchestrator): follow it with State.
+	Started bool `json:"-"`
+}
+
+// SetScalePolicy sets the scaler's policy of a UFOP; empty durations take
+// the server's defaults.
+func (c *Client) SetScalePolicy(ctx context.Context, name string, p api.ScalePolicy) (*ScalePolicyResult, error) {
+	var out ScalePolicyResult
+	st, err := c.callStatus(ctx, http.MethodPut, ufopPath(name, "/scale-policy"), p, &out)
+	if err != nil {
+		return nil, err
+	}
+	out.Started = st == http.StatusAccepted
+	return &out, nil
+}
+
+// ScalePolicyOff removes the scaler's policy of a UFOP: its count then
+// changes only with Resize, and stays where it is.
+func (c *Client) ScalePolicyOff(ctx context.Context, name string) (*ScalePolicyResult, error) {
+	var out ScalePolicyResult
+	st, err := c.callStatus(ctx, http.MethodDelete, ufopPath(name, "/scale-policy"), nil, &out)
+	if err != nil {
+		return nil, err
+	}
+	out.Started = st == http.StatusAccepted
+	return &out, nil
+}

@@ -132,6 +132,8 @@ func (s *Server) Mount(e *gin.Engine) {
 	u.GET("/instances", s.ownerOnly, s.state)
 	u.GET("/instances/:index/log", s.ownerOnly, s.instanceLog)
 	u.POST("/upgrade", s.ownerOnly, s.upgrade)
+	u.PUT("/scale-policy", s.ownerOnly, s.setScalePolicy)
+	u.DELETE("/scale-policy", s.ownerOnly, s.scalePolicyOff)
 }
 
 const (

@@ -43,7 +43,8 @@ func (s *Server) opRunning(name string) bool {
 	return op != nil && !op.Done
 }
 
-// workload renders version v of rec for the orchestrator.
+// workload renders version v of rec for the orchestrator; with a scale
+// policy it carries the policy's range, so that every deployment does.
 func (s *Server) workload(rec *ufop.Record, v *ufop.Version, count int) (cluster.Workload, error) {
 	flavor, err := ufop.ParseFlavor(v.Spec.Flavor)
 	if err != nil {
@@ -54,7 +55,7 @@ func (s *Server) workload(rec *ufop.Record, v *ufop.Version, count int) (cluster
 		Image: v.Image, Dir: v.Dir, Run: v.Spec.Run, Env: v.Spec.Env,
 		Port: s.cfg.Port, HealthPath: v.Spec.Health, Protocol: string(v.Spec.Protocol),
 		CPUs: flavor.CPUs, MemoryMB: flavor.MemoryMB,
-		Count: count, KillTimeout: v.Spec.KillTimeout,
+		Count: count, KillTimeout: v.Spec.KillTimeout, Scaling: scalingOf(rec.Scale),
 	}, nil
 }
 
@@ -84,6 +85,10 @@ func (s *Server) resize(c *gin.Context) {
 		fail(c, errs.BadRequest("instance count %d is over the limit of %d for %q", req.Count, rec.MaxInstances, rec.Name))
 		return
 	}
+	if err := checkPolicyRange(rec, req.Count); err != nil {
+		fail(c, err)
+		return
+	}
 	if s.opRunning(rec.Name) {
 		fail(c, errs.New(http.StatusConflict, "ufop %q: a %s is in progress; wait for it (qufop state %s)", rec.Name, s.op(rec.Name).Kind, rec.Name))
 		return
@@ -92,11 +97,17 @@ func (s *Server) resize(c *gin.Context) {
 	var run func(ctx context.Context) error
 	op := &api.Operation{Kind: "resize", Count: req.Count, Started: s.now().UTC()}
 	if rec.Deployed == 0 {
-		if req.Count == 0 {
+		// Without a policy there is nothing to run at 0; with one, a
+		// deployment at 0 is what the scaler scales from.
+		if req.Count == 0 && rec.Scale == nil {
 			c.JSON(http.StatusOK, api.Resized{Name: rec.Name, From: from, To: 0})
 			return
 		}
 		v, err := deployable(rec)
+		if err != nil && req.Count == 0 {
+			c.JSON(http.StatusOK, api.Resized{Name: rec.Name, From: from, To: 0})
+			return
+		}
 		if err != nil {
 			fail(c, err)
 			return
@@ -121,17 +132,28 @@ func (s *Server) resize(c *gin.Context) {
 			err := s.orch.Scale(ctx, rec.Name, req.Count, reason, nil)
 			// The workload is gone from the orchestrator (a failed first
 			// deployment purged, a cluster rebuilt): deploy it again.
-			if errors.Is(err, cluster.ErrNotFound) && w != nil && req.Count > 0 {
+			// With a policy, at 0 too: the scaler scales what is deployed.
+			if errors.Is(err, cluster.ErrNotFound) && w != nil && (req.Count > 0 || rec.Scale != nil) {
 				return s.orch.Deploy(ctx, *w)
 			}
 			return err
 		}
 	}
+	user := c.GetString(ctxUser)
 	if _, err := s.keeper.Update(c.Request.Context(), rec.Name, func(r *ufop.Record) error {
+		// The policy may have changed since the record was read.
+		if err := checkPolicyRange(r, req.Count); err != nil {
+			return err
+		}
+		from = r.Desired
 		r.Desired = req.Count
 		if r.Deployed == 0 {
 			r.Deployed = op.Version
 		}
+		r.AddScaleEvent(ufop.ScaleEvent{
+			Time: s.now().UTC(), From: from, To: req.Count, By: ufop.ByUser, User: user,
+			Reason: fmt.Sprintf("qufop resize -n %d", req.Count),
+		})
 		return nil
 	}); err != nil {
 		fail(c, err)
@@ -149,7 +171,9 @@ func (s *Server) upgrade(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if rec.Desired == 0 {
+	// With a policy, a UFOP at 0 instances is deployed all the same: the
+	// scaler starts the new version when steps come.
+	if rec.Desired == 0 && (rec.Scale == nil || rec.Deployed == 0) {
 		fail(c, errs.BadRequest("ufop %q runs no instances: start some with `qufop resize %s -n N`", rec.Name, rec.Name))
 		return
 	}

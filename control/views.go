@@ -15,6 +15,7 @@ func ufopView(rec *ufop.Record) api.UFOP {
 		Name: rec.Name, Owner: rec.Owner, Mode: string(rec.Mode), Description: rec.Desc,
 		CreatedAt: rec.CreatedAt, Current: rec.Current, Deployed: rec.Deployed, Desired: rec.Desired,
 		MaxInstances: rec.MaxInstances, Versions: versionViews(rec.Versions), Flavor: flavorOf(rec),
+		ScalePolicy: policyView(rec.Scale), ScaleHistory: scaleEventViews(rec.ScaleHistory),
 	}
 	return out
 }

@@ -50,10 +50,13 @@ func TestInstanceView(t *testing.T) {
 // The API's JSON has one key style: snake_case.
 func TestViewsAreSnakeCase(t *testing.T) {
 	rec := ufop.Record{Name: "x", Owner: "o", CreatedAt: time.Now(), MaxInstances: 5, Current: 1,
-		Versions: []ufop.Version{{N: 1, CreatedAt: time.Now(), Spec: &ufop.Spec{BuildScript: []string{"a"}, KillTimeout: time.Second}}}}
+		Versions:     []ufop.Version{{N: 1, CreatedAt: time.Now(), Spec: &ufop.Spec{BuildScript: []string{"a"}, KillTimeout: time.Second}}},
+		Scale:        &ufop.ScalePolicy{Min: 1, Max: 2, Target: 1},
+		ScaleHistory: []ufop.ScaleEvent{{Time: time.Now(), From: 1, To: 2, By: ufop.ByUser, User: "o", InFlight: 1, Reason: "r", Skipped: true, Repeats: 1}}}
 	st := api.State{Instances: []api.Instance{instanceView(cluster.Instance{AddrKind: "bridge", Addr: "a", PublishedAddr: "b", Started: time.Now()})},
 		Operation: &api.Operation{Finished: time.Now()}}
-	for _, v := range []any{ufopView(&rec), st} {
+	set := api.ScalePolicySet{Policy: policyView(rec.Scale), Message: "m", Version: 1}
+	for _, v := range []any{ufopView(&rec), st, set} {
 		b, err := json.Marshal(v)
 		require.NoError(t, err)
 		var walk func(any)
@@ -76,4 +79,17 @@ func TestViewsAreSnakeCase(t *testing.T) {
 		require.NoError(t, json.Unmarshal(b, &m))
 		walk(m)
 	}
+}
+
+func TestPolicyView(t *testing.T) {
+	assert.Nil(t, policyView(nil))
+	// A record written without durations shows the defaults.
+	assert.Equal(t, &api.ScalePolicy{Min: 0, Max: 3, Target: 2.5, Interval: "2s", UpCooldown: "2s", DownCooldown: "15s", DownWindow: "30s"},
+		policyView(&ufop.ScalePolicy{Max: 3, Target: 2.5}))
+	p, err := parsePolicy(api.ScalePolicy{Min: 1, Max: 2, Target: 1, Interval: "0s", UpCooldown: "500ms", DownCooldown: "1m", DownWindow: ""})
+	require.NoError(t, err)
+	assert.Equal(t, ufop.ScalePolicy{Min: 1, Max: 2, Target: 1, Interval: ufop.Duration(2 * time.Second), UpCooldown: ufop.Duration(500 * time.Millisecond),
+		DownCooldown: ufop.Duration(time.Minute), DownWindow: ufop.Duration(30 * time.Second)}, p, "0s and empty take the default")
+	assert.Len(t, scaleEventViews(make([]ufop.ScaleEvent, 25)), 20)
+	assert.Nil(t, scaleEventViews(nil))
 }

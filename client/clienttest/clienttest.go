@@ -5,7 +5,8 @@
 // The fake builder accepts any tarball with a valid ufop.yaml at its root;
 // the build fails when the spec's run is "fail". The fake orchestrator's
 // instances become healthy after ReadyAfter; a workload whose run is
-// "crash" never does and its deployment fails.
+// "crash" never does and its deployment fails. It records every Deploy and
+// Scale (Calls), and can hold them (Hold) to show an operation in progress.
 package clienttest
 
 import (
@@ -44,6 +45,8 @@ type Server struct {
 	Control *control.Server
 	Orch    *Orchestrator
 	HTTP    *httptest.Server
+	// Keeper holds the records, for tests that set what the scaler would.
+	Keeper *ufop.Keeper
 }
 
 // Start runs a server until the test ends.
@@ -57,7 +60,8 @@ func Start(t testing.TB) *Server {
 	cfg.WorkDir = t.TempDir()
 	cfg.DeployTimeout = 20 * time.Second
 	orch := NewOrchestrator(150 * time.Millisecond)
-	srv := control.New(cfg, ufop.NewKeeper(NewKV()), Builder{}, NewBuildLogs(), orch, users.Lookup, nil)
+	keeper := ufop.NewKeeper(NewKV())
+	srv := control.New(cfg, keeper, Builder{}, NewBuildLogs(), orch, users.Lookup, nil)
 	e := gin.New()
 	srv.Mount(e)
 	ts := httptest.NewServer(e)
@@ -65,7 +69,7 @@ func Start(t testing.TB) *Server {
 		ts.Close()
 		srv.Close()
 	})
-	return &Server{URL: ts.URL, Creds: creds, Control: srv, Orch: orch, HTTP: ts}
+	return &Server{URL: ts.URL, Creds: creds, Control: srv, Orch: orch, HTTP: ts, Keeper: keeper}
 }
 
 // KV is an in-memory cluster.KV.
@@ -310,8 +314,62 @@ func (s *BuildLogs) Follow(ctx context.Context, owner, name string, version int,
 type Orchestrator struct {
 	ReadyAfter time.Duration
 
-	mu   sync.Mutex
-	apps map[string]*app
+	mu    sync.Mutex
+	apps  map[string]*app
+	calls map[string][]Call
+	hold  chan struct{}
+}
+
+// Hold makes every Deploy and Scale from now on wait (after it is
+// recorded in Calls) until release is called, so that a test can see an
+// operation in progress.
+func (o *Orchestrator) Hold() (release func()) {
+	ch := make(chan struct{})
+	o.mu.Lock()
+	o.hold = ch
+	o.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			o.mu.Lock()
+			if o.hold == ch {
+				o.hold = nil
+			}
+			o.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// record notes a call and waits while the orchestrator is held.
+func (o *Orchestrator) record(ctx context.Context, name string, c Call) error {
+	o.mu.Lock()
+	o.calls[name] = append(o.calls[name], c)
+	hold := o.hold
+	o.mu.Unlock()
+	if hold == nil {
+		return nil
+	}
+	select {
+	case <-hold:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Call is one Deploy or Scale the orchestrator was asked for.
+type Call struct {
+	Op       string // "deploy" or "scale"
+	Count    int
+	Workload cluster.Workload // of a deploy
+}
+
+// Calls returns the Deploy and Scale calls for a UFOP, oldest first.
+func (o *Orchestrator) Calls(name string) []Call {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]Call(nil), o.calls[name]...)
 }
 
 type app struct {
@@ -328,7 +386,7 @@ type fakeInstance struct {
 // NewOrchestrator returns an orchestrator whose instances become healthy
 // after readyAfter.
 func NewOrchestrator(readyAfter time.Duration) *Orchestrator {
-	return &Orchestrator{ReadyAfter: readyAfter, apps: map[string]*app{}}
+	return &Orchestrator{ReadyAfter: readyAfter, apps: map[string]*app{}, calls: map[string][]Call{}}
 }
 
 func (o *Orchestrator) newInstance(w cluster.Workload, index int) *fakeInstance {
@@ -392,6 +450,9 @@ func (o *Orchestrator) wait(ctx context.Context, name string, v int) error {
 // Deploy implements cluster.Orchestrator: new instances replace the old
 // ones once they are healthy.
 func (o *Orchestrator) Deploy(ctx context.Context, w cluster.Workload) error {
+	if err := o.record(ctx, w.Name, Call{Op: "deploy", Count: w.Count, Workload: w}); err != nil {
+		return err
+	}
 	o.mu.Lock()
 	a := o.apps[w.Name]
 	if a == nil {
@@ -399,9 +460,10 @@ func (o *Orchestrator) Deploy(ctx context.Context, w cluster.Workload) error {
 		o.apps[w.Name] = a
 	}
 	a.w = w
+	running := len(a.inst) > 0
 	o.mu.Unlock()
 	// The old instances serve a while before the new ones replace them.
-	if len(a.inst) > 0 {
+	if running {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -419,6 +481,9 @@ func (o *Orchestrator) Deploy(ctx context.Context, w cluster.Workload) error {
 
 // Scale implements cluster.Orchestrator.
 func (o *Orchestrator) Scale(ctx context.Context, name string, count int, _ string, _ map[string]string) error {
+	if err := o.record(ctx, name, Call{Op: "scale", Count: count}); err != nil {
+		return err
+	}
 	o.mu.Lock()
 	a := o.apps[name]
 	if a == nil {

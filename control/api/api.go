@@ -52,6 +52,78 @@ type UFOP struct {
 	// run (else the current one, else the newest build); empty before the
 	// first upload.
 	Flavor string `json:"flavor,omitempty"`
+	// ScalePolicy is the scaler's policy, its defaults filled in; absent:
+	// manual counts (resize only).
+	ScalePolicy *ScalePolicy `json:"scale_policy,omitempty"`
+	// ScaleHistory is the last changes of the instance count (at most 20),
+	// oldest first, whoever made them.
+	ScaleHistory []ScaleEvent `json:"scale_history,omitempty"`
+}
+
+// ScalePolicy is how the scaler sizes a UFOP: the body of PUT
+// /v1/ufops/NAME/scale-policy, and in the UFOP. A duration left empty (or
+// "0s") takes its default: interval 2s, up_cooldown 2s, down_cooldown 15s,
+// down_window 30s.
+type ScalePolicy struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
+	// Target is the work one healthy instance should carry: steps waiting
+	// in the UFOP's queue plus steps in flight at its instances.
+	Target float64 `json:"target"`
+	// Interval is how often the scaler evaluates the UFOP.
+	Interval string `json:"interval,omitempty"`
+	// UpCooldown and DownCooldown are the quiet times after a change of
+	// count before the next change up, or down.
+	UpCooldown   string `json:"up_cooldown,omitempty"`
+	DownCooldown string `json:"down_cooldown,omitempty"`
+	// DownWindow is the scale-down stabilisation window: the count goes
+	// down only to the highest count wanted during the window.
+	DownWindow string `json:"down_window,omitempty"`
+}
+
+// Who changed a count (ScaleEvent.By).
+const (
+	ByScaler = "scaler"
+	ByUser   = "user"
+)
+
+// ScaleEvent is one change of a UFOP's instance count, or one the scaler
+// wanted and the orchestrator declined for now (Skipped).
+type ScaleEvent struct {
+	Time time.Time `json:"time"`
+	From int       `json:"from"`
+	To   int       `json:"to"`
+	By   string    `json:"by"`             // ByScaler or ByUser
+	User string    `json:"user,omitempty"` // who, when By is ByUser
+	// The figures behind a scaler's decision: steps waiting, steps in
+	// flight, and the healthy capacity (sum of concurrency).
+	Pending  float64 `json:"pending"`
+	InFlight float64 `json:"in_flight"`
+	Capacity float64 `json:"capacity"`
+	Reason   string  `json:"reason,omitempty"`
+	// Skipped: the orchestrator declined (an active deployment); Repeats
+	// counts the same skip seen again since.
+	Skipped bool `json:"skipped,omitempty"`
+	Repeats int  `json:"repeats,omitempty"`
+}
+
+// ScalePolicySet is the answer of PUT and DELETE
+// /v1/ufops/NAME/scale-policy: 202 when an operation started (follow it
+// with the state), 200 when the record alone changed.
+type ScalePolicySet struct {
+	Name string `json:"name"`
+	// Policy is the policy now in force, defaults filled in; absent:
+	// manual counts.
+	Policy *ScalePolicy `json:"policy,omitempty"`
+	// From and To are the instance count before and after (To is From
+	// clamped into [min, max]).
+	From int `json:"from"`
+	To   int `json:"to"`
+	// Version is the version deployed, or redeployed to carry the new
+	// range to the orchestrator; 0 when nothing was started.
+	Version int `json:"version,omitempty"`
+	// Message says what was done, or why nothing was.
+	Message string `json:"message,omitempty"`
 }
 
 // Version is one uploaded build of a UFOP.
@@ -169,9 +241,10 @@ type Instance struct {
 	Started    time.Time `json:"started,omitzero"`
 }
 
-// Operation is the last resize or upgrade of a UFOP, run in the background.
+// Operation is the last resize, upgrade or change of scale policy of a
+// UFOP, run in the background.
 type Operation struct {
-	Kind     string    `json:"kind"` // "resize" or "upgrade"
+	Kind     string    `json:"kind"` // "resize", "upgrade" or "scale-policy"
 	Version  int       `json:"version"`
 	Count    int       `json:"count"`
 	Started  time.Time `json:"started"`
