@@ -18,7 +18,7 @@ func newUfopCmds() []*cobra.Command {
 	return []*cobra.Command{
 		newRegCmd(), newUnregCmd(), newListCmd(), newInfoCmd(),
 		newBuildCmd(), newVersionCmd(), newChverCmd(),
-		newResizeCmd(), newUpgradeCmd(), newStateCmd(), newLogsCmd(),
+		newResizeCmd(), newUpgradeCmd(), newStateCmd(), newLogsCmd(), newScalePolicyCmd(),
 	}
 }
 
@@ -147,7 +147,7 @@ func newInfoCmd() *cobra.Command {
 	var asJSON bool
 	cmd := ufopCmd(&cobra.Command{
 		Use:   "info <ufop>",
-		Short: "Show a UFOP: owner, current version, access mode, instances",
+		Short: "Show a UFOP: owner, current version, access mode, instances, scale policy and its last changes of count",
 	}, func(cmd *cobra.Command, c *client.Client, name string) error {
 		rec, err := c.Info(cmd.Context(), name)
 		if err != nil {
@@ -172,7 +172,7 @@ func newInfoCmd() *cobra.Command {
 		fmt.Fprintf(w, "Instance num:\t %d\n", rec.Desired)
 		fmt.Fprintf(w, "Max instanceNum:\t %d\n", rec.MaxInstances)
 		fmt.Fprintf(w, "Flavor:\t %s\n", orDash(rec.Flavor))
-		return nil
+		return printScale(w, rec)
 	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
 	return cmd

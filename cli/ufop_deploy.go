@@ -93,13 +93,16 @@ func newUpgradeCmd() *cobra.Command {
 
 // deployGoal is what waitDeploy waits for: count healthy instances of
 // version (0: the deployed one) and no others, and the operation (when
-// one was started) done.
+// one was started) done. With count anyCount, every instance present is
+// healthy, however many there are (the scaler may change the count).
 type deployGoal struct {
 	kind    string
 	count   int
 	version int
 	op      bool
 }
+
+const anyCount = -1
 
 // waitDeploy polls the state until goal is reached, printing the
 // instances whose state changes.
@@ -138,8 +141,12 @@ func waitDeploy(ctx context.Context, w io.Writer, c *client.Client, name string,
 				return fmt.Errorf("%s of %s failed: %s", goal.kind, name, op.Error)
 			}
 			opDone := !goal.op || op == nil || op.Done
-			if opDone && healthy == goal.count && present == goal.count {
-				if goal.count == 0 {
+			want := goal.count
+			if want == anyCount {
+				want = present
+			}
+			if opDone && healthy == want && present == want {
+				if want == 0 {
 					fmt.Fprintf(w, "Ufop %s runs no instances.\n", name)
 				} else {
 					fmt.Fprintf(w, "%d instance(s) of %s version %d healthy.\n", healthy, name, version)
@@ -150,7 +157,11 @@ func waitDeploy(ctx context.Context, w io.Writer, c *client.Client, name string,
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("%s of %s not done after %s (%d of %d instances healthy); it goes on: see qufop state %s", goal.kind, name, timeout, healthy, goal.count, name)
+				of := ""
+				if goal.count != anyCount {
+					of = fmt.Sprintf(" of %d", goal.count)
+				}
+				return fmt.Errorf("%s of %s not done after %s (%d%s instances healthy); it goes on: see qufop state %s", goal.kind, name, timeout, healthy, of, name)
 			}
 			return fmt.Errorf("interrupted; the %s goes on: see qufop state %s", goal.kind, name)
 		case <-time.After(ufopPollInterval):
