@@ -150,10 +150,12 @@ func (d *Docker) Mode() string { return "docker" }
 // Warning is empty: containers are isolated.
 func (d *Docker) Warning() string { return "" }
 
-// Close stops the supervision; the containers keep running and are adopted
-// by the next NewDocker. A platform that has no container left gives its
-// network back: Docker's address pools hold about 30 bridges, and a
-// platform made for an hour (a tutorial, a test) must not keep one.
+// Close waits for the containers on their way out (a scale-in: drained,
+// stopped, removed) to be gone, then stops the supervision; the other
+// containers keep running and are adopted by the next NewDocker. A
+// platform that has no container left gives its network back: Docker's
+// address pools hold about 30 bridges, and a platform made for an hour (a
+// tutorial, a test) must not keep one.
 func (d *Docker) Close() error {
 	d.close()
 	d.releaseNetwork()

@@ -213,10 +213,11 @@ func TestDockerLifecycle(t *testing.T) {
 	}
 	checkDockerAddrs(t, d2, name, "1")
 
-	// Scale to 1: index 1 goes.
+	// Scale to 1: index 1 goes (in the background).
 	if err := d2.Scale(ctx, name, 1, "test", nil); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, patience, "instance 1 gone", func() bool { return len(instances(t, d2, name)) == 1 })
 	if ins := instances(t, d2, name); len(ins) != 1 || ins[0].Index != 0 {
 		t.Fatalf("after scale: %+v", ins)
 	}

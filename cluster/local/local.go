@@ -24,7 +24,15 @@ type Runtime interface {
 	Mode() string
 	// Warning is non-empty when the runtime isolates nothing (process mode).
 	Warning() string
-	// Close stops the background loops.
+	// SetLoad tells the runtime how busy each instance is (the gateway's
+	// dispatcher): a scale-in then stops the least busy instances, and
+	// every instance that goes leaves the catalog, finishes its steps in
+	// flight (for at most the workload's KillTimeout), and only then is
+	// halted. nil (the default): the highest indexes go, halted at once.
+	// Safe at any time; the platform calls it once the dispatcher exists.
+	SetLoad(cluster.Load)
+	// Close waits for the instances on their way out (scale-in) to be
+	// gone, then stops the background loops.
 	Close() error
 }
 

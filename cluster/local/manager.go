@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/qufop/qufop/cluster"
@@ -75,9 +76,25 @@ type instance struct {
 	launched       bool // started at least once
 	needStart      bool
 	nextStart      time.Time
+	// dep is set while the instance goes (see departure); it is then out
+	// of the catalog and reported as StateStopping.
+	dep *departure
 
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// departure is the way out of one instance: out of the catalog at once,
+// then drained (until the Load reports no step in flight at it, for at
+// most its KillTimeout), then halted, removed and forgotten. Its
+// supervisor keeps running while it drains, so that a scale-up can take
+// it back as it is (revived is then closed and instance.dep cleared)
+// until it is halting.
+type departure struct {
+	halting bool          // past the drain: nothing takes it back (manager.mu)
+	msg     string        // the instance's Message meanwhile (manager.mu)
+	revived chan struct{} // closed when a scale-up took the instance back
+	gone    chan struct{} // closed once halted, removed and forgotten
 }
 
 type workload struct {
@@ -99,8 +116,15 @@ type manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu  sync.Mutex
-	wls map[string]*workload
+	mu      sync.Mutex
+	wls     map[string]*workload
+	closing bool // close was called: no more background departures
+
+	// load, when set (SetLoad), says how busy each instance is.
+	load atomic.Pointer[loadRef]
+	// drains counts the departures under way in the background; Add only
+	// under mu and while !closing, so that close can Wait.
+	drains sync.WaitGroup
 
 	catMu sync.RWMutex
 	cat   map[string][]cluster.Endpoint
@@ -124,6 +148,54 @@ func newManager(opts Options, drv driver) *manager {
 		wls:    map[string]*workload{},
 		cat:    map[string][]cluster.Endpoint{},
 	}
+}
+
+type loadRef struct{ l cluster.Load }
+
+// drainPoll is how often a departing instance asks the Load whether its
+// steps are done. The first question comes one poll after the instance
+// left the catalog, which leaves a dispatcher that read the catalog just
+// before the change the time to count the step it picked.
+const drainPoll = 50 * time.Millisecond
+
+// SetLoad tells the runtime where to learn the steps in flight at each
+// instance (the gateway's dispatcher, which counts a step from the moment
+// it picks an instance). With a Load:
+//   - a scale-in (Scale, or Deploy of the running version with fewer
+//     instances) stops the least busy instances: fewest steps in flight,
+//     then those not healthy, then the highest index;
+//   - every instance that goes (scale-in, the old version after an
+//     upgrade, Stop) leaves the catalog at once, then drains: it keeps
+//     running until the Load reports no step in flight at it, for at most
+//     the workload's KillTimeout (then it goes anyway), and only then is
+//     halted (SIGTERM, SIGKILL after KillTimeout).
+//
+// Without one (nil, the default) the highest indexes go, halted as soon
+// as they are out of the catalog. SetLoad may be called at any time, from
+// any goroutine; a departure under way keeps the Load it started with.
+func (m *manager) SetLoad(l cluster.Load) {
+	if l == nil {
+		m.load.Store(nil)
+		return
+	}
+	m.load.Store(&loadRef{l})
+}
+
+func (m *manager) getLoad() cluster.Load {
+	if r := m.load.Load(); r != nil {
+		return r.l
+	}
+	return nil
+}
+
+// inFlight asks the Load (if any) for the steps in flight at each
+// instance of name, by instance id. Call it without m.mu: the Load takes
+// its own locks.
+func (m *manager) inFlight(name string) map[string]int {
+	if l := m.getLoad(); l != nil {
+		return l.InFlight(name)
+	}
+	return nil
 }
 
 func (m *manager) normalize(w cluster.Workload) (cluster.Workload, error) {
@@ -185,21 +257,25 @@ func (wl *workload) tryLock() bool {
 func (wl *workload) unlock() { <-wl.op }
 
 // Deploy runs w.Count instances of w.Version. Instances of other versions
-// keep serving until the new ones are healthy, then stop gracefully. If the
+// keep serving until the new ones are healthy, then stop gracefully
+// (drained first, see SetLoad); Deploy returns once they are gone. If the
 // new ones are not healthy within Options.DeployTimeout (or ctx ends), they
 // are removed, the old ones keep serving, and Deploy says so. On a first
 // deploy (nothing else runs) the new instances are kept, supervised and
 // restarted, so that their state and logs can be read, and Deploy returns
-// the error.
+// the error. A redeploy of the running version sets its count as Scale
+// does (taking back instances on their way out first, stopping the least
+// busy), but waits until those that go are gone.
 func (m *manager) Deploy(ctx context.Context, w cluster.Workload) error {
 	w, err := m.normalize(w)
 	if err != nil {
 		return err
 	}
-	if err := m.ctx.Err(); err != nil {
+	m.mu.Lock()
+	if m.closing || m.ctx.Err() != nil {
+		m.mu.Unlock()
 		return errors.New("local orchestrator is closed")
 	}
-	m.mu.Lock()
 	wl := m.workloadLocked(w.Name, true)
 	m.mu.Unlock()
 	dctx, stop := context.WithCancel(ctx)
@@ -208,16 +284,15 @@ func (m *manager) Deploy(ctx context.Context, w cluster.Workload) error {
 		return err
 	}
 	defer wl.unlock()
+	busy := m.inFlight(w.Name)
 
 	m.mu.Lock()
 	if m.wls[w.Name] != wl { // purged while we waited: take the name again
 		m.wls[w.Name] = wl
 	}
-	var old, same []*instance
+	var old []*instance
 	for _, in := range wl.insts {
-		if in.w.Version == w.Version {
-			same = append(same, in)
-		} else {
+		if in.w.Version != w.Version {
 			old = append(old, in)
 		}
 	}
@@ -225,16 +300,8 @@ func (m *manager) Deploy(ctx context.Context, w cluster.Workload) error {
 	wl.cur = &w
 	wl.deploying = true
 	wl.stopDeploy = stop
-	taken := map[int]bool{}
-	for _, in := range same {
-		taken[in.index] = true
-	}
-	var added []*instance
-	for i := 0; len(same)+len(added) < w.Count; i++ {
-		if !taken[i] {
-			added = append(added, m.addLocked(wl, w, i))
-		}
-	}
+	same, added, drop := m.resizeLocked(wl, w, w.Count, busy)
+	m.publishLocked(wl)
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
@@ -244,10 +311,8 @@ func (m *manager) Deploy(ctx context.Context, w cluster.Workload) error {
 	}()
 	m.opts.Logger.Info("deploy", "ufop", w.Name, "version", w.Version, "count", w.Count, "new", len(added), "old", len(old))
 
-	if len(same) > w.Count { // redeploy of the running version with fewer instances
-		m.stopInstances(ctx, wl, highest(same, len(same)-w.Count))
-		same = lowest(same, w.Count)
-	}
+	// A redeploy of the running version with fewer instances.
+	m.stopInstances(ctx, wl, drop)
 	target := append(append([]*instance(nil), same...), added...)
 	if err := m.waitHealthy(dctx, target); err != nil {
 		if len(old) == 0 {
@@ -263,6 +328,54 @@ func (m *manager) Deploy(ctx context.Context, w cluster.Workload) error {
 	m.stopInstances(ctx, wl, old)
 	m.opts.Logger.Info("deployed", "ufop", w.Name, "version", w.Version, "count", w.Count)
 	return nil
+}
+
+// resizeLocked brings the instances of w.Version (the deployed version of
+// wl) to count. More: first it takes back the instances of that version
+// on their way out that are not halting yet (lowest index first; they are
+// in the catalog again at once), then starts new ones at the lowest free
+// indexes (those of instances still halting are not free: a container of
+// that name still runs). Fewer: it picks the instances to go (leastBusy
+// by busy, the steps in flight by instance id), which the caller hands to
+// leaveLocked or stopInstances. It returns the instances of the version
+// that stay (taken back ones too), those it started, and those to go;
+// m.mu is held, and the caller publishes the catalog.
+func (m *manager) resizeLocked(wl *workload, w cluster.Workload, count int, busy map[string]int) (stay, added, drop []*instance) {
+	var back []*instance
+	taken := map[int]bool{}
+	for _, in := range wl.insts {
+		if in.w.Version != w.Version {
+			continue
+		}
+		taken[in.index] = true
+		switch {
+		case in.dep == nil:
+			stay = append(stay, in)
+		case !in.dep.halting:
+			back = append(back, in)
+		}
+	}
+	if count < len(stay) {
+		drop = leastBusy(stay, len(stay)-count, busy)
+		stay = slices.DeleteFunc(stay, func(in *instance) bool { return slices.Contains(drop, in) })
+		return stay, nil, drop
+	}
+	for _, in := range sortedByIndex(back) {
+		if len(stay) >= count {
+			break
+		}
+		close(in.dep.revived)
+		in.dep = nil
+		in.serving = true
+		stay = append(stay, in)
+		m.opts.Logger.Info("instance taken back", "ufop", w.Name, "version", w.Version, "index", in.index)
+	}
+	for i := 0; len(stay)+len(added) < count; i++ {
+		if !taken[i] {
+			added = append(added, m.addLocked(wl, w, i))
+		}
+	}
+	return stay, added, nil
 }
 
 // waitHealthy waits until every instance of ins is healthy at once.
@@ -316,54 +429,155 @@ func (m *manager) superviseLocked(in *instance) {
 	}()
 }
 
-// stopInstances takes ins out of the catalog, then stops them gracefully
-// (in parallel) and forgets them.
+// stopInstances takes ins out of the catalog, drains them, stops them
+// gracefully (in parallel) and forgets them; it returns once they are
+// gone. Instances already on their way out (a scale-in in the
+// background) are waited for.
 func (m *manager) stopInstances(ctx context.Context, wl *workload, ins []*instance) {
 	if len(ins) == 0 {
 		return
 	}
 	m.mu.Lock()
+	m.leaveLocked(ctx, wl, ins)
+	var gone []chan struct{}
 	for _, in := range ins {
-		in.serving = false
-		in.state = StateStopping
-		in.message = "stopping"
+		gone = append(gone, in.dep.gone)
 	}
-	m.publishLocked(wl)
 	m.mu.Unlock()
+	for _, c := range gone {
+		<-c
+	}
+}
 
+// leaveLocked takes ins out of the catalog and starts their departures
+// (drain, halt, remove, forget: see departure) in the background, tracked
+// for close. Instances already leaving are left on their way. m.mu is
+// held.
+func (m *manager) leaveLocked(ctx context.Context, wl *workload, ins []*instance) {
+	if len(ins) == 0 {
+		return
+	}
 	ctx = context.WithoutCancel(ctx)
-	var wg sync.WaitGroup
 	for _, in := range ins {
-		wg.Add(1)
+		if in.dep != nil {
+			continue
+		}
+		dep := &departure{msg: "stopping: out of the catalog", revived: make(chan struct{}), gone: make(chan struct{})}
+		in.dep = dep
+		in.serving = false
+		tracked := !m.closing
+		if tracked {
+			m.drains.Add(1)
+		}
 		go func() {
-			defer wg.Done()
-			in.cancel()
-			<-in.done
-			sctx, cancel := context.WithTimeout(ctx, in.w.KillTimeout+30*time.Second)
-			defer cancel()
-			if err := m.drv.halt(sctx, in, in.w.KillTimeout); err != nil {
-				m.opts.Logger.Warn("stop", "ufop", in.w.Name, "version", in.w.Version, "index", in.index, "err", err)
+			if tracked {
+				defer m.drains.Done()
 			}
-			if err := m.drv.remove(sctx, in); err != nil {
-				m.opts.Logger.Warn("remove", "ufop", in.w.Name, "version", in.w.Version, "index", in.index, "err", err)
-			}
+			m.depart(ctx, wl, in, dep)
 		}()
 	}
-	wg.Wait()
+	m.publishLocked(wl)
+}
+
+// depart drains in, then halts it, removes it and forgets it, unless a
+// scale-up takes it back while it drains.
+func (m *manager) depart(ctx context.Context, wl *workload, in *instance, dep *departure) {
+	if !m.drain(in, dep) {
+		return
+	}
+	in.cancel()
+	<-in.done
+	sctx, cancel := context.WithTimeout(ctx, in.w.KillTimeout+30*time.Second)
+	defer cancel()
+	if err := m.drv.halt(sctx, in, in.w.KillTimeout); err != nil {
+		m.opts.Logger.Warn("stop", "ufop", in.w.Name, "version", in.w.Version, "index", in.index, "err", err)
+	}
+	if err := m.drv.remove(sctx, in); err != nil {
+		m.opts.Logger.Warn("remove", "ufop", in.w.Name, "version", in.w.Version, "index", in.index, "err", err)
+	}
 	m.mu.Lock()
-	wl.insts = slices.DeleteFunc(wl.insts, func(in *instance) bool { return slices.Contains(ins, in) })
+	wl.insts = slices.DeleteFunc(wl.insts, func(x *instance) bool { return x == in })
 	m.mu.Unlock()
+	close(dep.gone)
 }
 
-// highest returns the n instances with the highest indexes; lowest the n
-// with the lowest.
-func highest(ins []*instance, n int) []*instance {
+// drain waits until the Load reports no step in flight at in (out of the
+// catalog already), for at most in's KillTimeout, then marks it halting.
+// Without a Load it marks it halting at once. It returns false when a
+// scale-up took in back meanwhile.
+func (m *manager) drain(in *instance, dep *departure) bool {
+	late := false // the kill timeout came with steps still in flight
+	if load := m.getLoad(); load != nil {
+		busy := func() int {
+			m.mu.Lock()
+			id := in.id
+			m.mu.Unlock()
+			return load.InFlight(in.w.Name)[id]
+		}
+		limit := time.NewTimer(in.w.KillTimeout)
+		defer limit.Stop()
+		tick := time.NewTicker(drainPoll)
+		defer tick.Stop()
+	wait:
+		for {
+			select {
+			case <-dep.revived:
+				return false
+			case <-limit.C:
+				if n := busy(); n > 0 {
+					late = true
+					m.opts.Logger.Warn("drain: kill timeout reached, stopping anyway", "ufop", in.w.Name, "version", in.w.Version,
+						"index", in.index, "in_flight", n, "kill_timeout", in.w.KillTimeout)
+					m.mu.Lock()
+					dep.msg = fmt.Sprintf("stopping: %s still in flight after the kill timeout (%s)", steps(n), in.w.KillTimeout)
+					m.mu.Unlock()
+				}
+				break wait
+			case <-tick.C:
+			}
+			n := busy()
+			if n <= 0 {
+				break wait
+			}
+			m.mu.Lock()
+			dep.msg = fmt.Sprintf("stopping: out of the catalog, waiting for %s in flight", steps(n))
+			m.mu.Unlock()
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if in.dep != dep {
+		return false
+	}
+	dep.halting = true
+	if !late {
+		dep.msg = "stopping"
+	}
+	return true
+}
+
+func steps(n int) string {
+	if n == 1 {
+		return "1 step"
+	}
+	return fmt.Sprintf("%d steps", n)
+}
+
+// leastBusy returns the n instances of ins to stop first: the fewest
+// steps in flight (busy, by instance id), then those not healthy (they
+// serve nothing yet), then the highest index.
+func leastBusy(ins []*instance, n int, busy map[string]int) []*instance {
 	s := sortedByIndex(ins)
-	return s[len(s)-n:]
-}
-
-func lowest(ins []*instance, n int) []*instance {
-	return sortedByIndex(ins)[:n]
+	slices.Reverse(s)
+	sort.SliceStable(s, func(i, j int) bool {
+		bi, bj := busy[s[i].id], busy[s[j].id]
+		if bi != bj {
+			return bi < bj
+		}
+		hi, hj := s[i].healthy && s[i].state == StateRunning, s[j].healthy && s[j].state == StateRunning
+		return !hi && hj
+	})
+	return s[:n]
 }
 
 func sortedByIndex(ins []*instance) []*instance {
@@ -377,15 +591,30 @@ func sortedByIndex(ins []*instance) []*instance {
 	return s
 }
 
-// Scale sets the instance count of the deployed version: new instances take
-// the lowest free indexes, removal starts at the highest. It returns
-// ErrNotFound if nothing was deployed and ErrSkipped while a deployment (or
-// another change) of the UFOP is under way.
+// Scale sets the instance count of the deployed version. Up: instances
+// on their way out are taken back first (at once: they still run, and are
+// in the catalog again when Scale returns), then new ones take the lowest
+// free indexes. Down: the least busy go (see SetLoad; without a Load, the
+// highest indexes).
+//
+// Scale does not wait for the instances that go: it returns once they
+// are out of the catalog, and they drain, halt and are removed in the
+// background (reported as StateStopping meanwhile), so that the UFOP is
+// free at once for the next change: a scale-up during a drain is not
+// skipped, it takes the draining instances back. A later Deploy or Stop
+// waits for the departures under way, and so does Close.
+//
+// It returns ErrNotFound if nothing was deployed and ErrSkipped while a
+// deployment (or another change) of the UFOP is under way.
 func (m *manager) Scale(ctx context.Context, name string, count int, reason string, meta map[string]string) error {
 	if count < 0 {
 		return fmt.Errorf("scale %s: negative count %d", name, count)
 	}
 	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		return errors.New("local orchestrator is closed")
+	}
 	wl := m.workloadLocked(name, false)
 	if wl == nil || wl.cur == nil {
 		m.mu.Unlock()
@@ -396,6 +625,7 @@ func (m *manager) Scale(ctx context.Context, name string, count int, reason stri
 		return fmt.Errorf("scale %s: a deployment or another change is under way: %w", name, cluster.ErrSkipped)
 	}
 	defer wl.unlock()
+	busy := m.inFlight(name)
 
 	m.mu.Lock()
 	if wl.cur == nil { // purged meanwhile
@@ -403,32 +633,20 @@ func (m *manager) Scale(ctx context.Context, name string, count int, reason stri
 		return fmt.Errorf("scale %s: %w", name, cluster.ErrNotFound)
 	}
 	w := *wl.cur
-	var cur []*instance
-	taken := map[int]bool{}
-	for _, in := range wl.insts {
-		if in.w.Version == w.Version {
-			cur = append(cur, in)
-			taken[in.index] = true
-		}
-	}
-	from := len(cur)
-	wl.cur.Count = count
 	w.Count = count
-	var drop []*instance
-	if count > len(cur) {
-		n := len(cur)
-		for i := 0; n < count; i++ {
-			if !taken[i] {
-				m.addLocked(wl, w, i)
-				n++
-			}
+	wl.cur.Count = count
+	from := 0
+	for _, in := range wl.insts {
+		if in.w.Version == w.Version && in.dep == nil {
+			from++
 		}
-	} else if count < len(cur) {
-		drop = highest(cur, len(cur)-count)
 	}
+	stay, added, drop := m.resizeLocked(wl, w, count, busy)
+	m.leaveLocked(ctx, wl, drop)
+	m.publishLocked(wl)
 	m.mu.Unlock()
-	m.opts.Logger.Info("scale", "ufop", name, "version", w.Version, "from", from, "to", count, "reason", reason)
-	m.stopInstances(ctx, wl, drop)
+	m.opts.Logger.Info("scale", "ufop", name, "version", w.Version, "from", from, "to", count,
+		"taken_back", len(stay)-min(from, count), "new", len(added), "leaving", len(drop), "reason", reason, "meta", meta)
 	return nil
 }
 
@@ -454,6 +672,9 @@ func (m *manager) Instances(ctx context.Context, name string) ([]cluster.Instanc
 			Message:       in.message,
 			Started:       in.started,
 		}
+		if in.dep != nil { // out of the catalog, on its way out
+			ci.State, ci.Healthy, ci.Message = StateStopping, false, in.dep.msg
+		}
 		if in.addr != "" {
 			ci.AddrKind = m.drv.addrKind()
 		}
@@ -462,9 +683,10 @@ func (m *manager) Instances(ctx context.Context, name string) ([]cluster.Instanc
 	return out, nil
 }
 
-// Stop stops every instance gracefully (a deployment under way is
-// interrupted first); purge also forgets the workload, otherwise a later
-// Scale starts its deployed version again.
+// Stop stops every instance gracefully, drained first (see SetLoad), and
+// returns once they are gone; a deployment under way is interrupted first,
+// and departures under way are waited for. purge also forgets the
+// workload, otherwise a later Scale starts its deployed version again.
 func (m *manager) Stop(ctx context.Context, name string, purge bool) error {
 	m.mu.Lock()
 	wl := m.workloadLocked(name, false)
@@ -561,8 +783,13 @@ func (m *manager) publish(name string) {
 	}
 }
 
-// close stops the supervisors (not the instances).
+// close waits for the departures under way (each bounded by its drain
+// and halt), then stops the supervisors (not the instances).
 func (m *manager) close() {
+	m.mu.Lock()
+	m.closing = true
+	m.mu.Unlock()
+	m.drains.Wait()
 	m.cancel()
 	m.wg.Wait()
 }

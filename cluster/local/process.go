@@ -71,7 +71,8 @@ func (p *Process) HostIP() string { return "127.0.0.1" }
 // Mode returns "process".
 func (p *Process) Mode() string { return "process" }
 
-// Close stops the supervision and then the processes themselves (gracefully):
+// Close waits for the instances on their way out (a scale-in) to be gone,
+// then stops the supervision and the processes themselves (gracefully):
 // unlike containers, processes cannot be adopted by a later run.
 func (p *Process) Close() error {
 	p.close()

@@ -170,10 +170,15 @@ func TestProcessLifecycle(t *testing.T) {
 		t.Fatalf("message after crash: %q", in.Message)
 	}
 
-	// Scale to 1: the highest index goes.
+	// Scale to 1: the highest index goes, out of the catalog at once,
+	// stopped in the background.
 	if err := p.Scale(ctx, "demo", 1, "test", nil); err != nil {
 		t.Fatal(err)
 	}
+	if eps := p.Healthy("demo"); len(eps) != 1 || eps[0].ID != ins[0].ID {
+		t.Fatalf("catalog after scale: %+v", eps)
+	}
+	waitFor(t, patience, "instance 1 gone", func() bool { return len(instances(t, p, "demo")) == 1 })
 	if ins := instances(t, p, "demo"); len(ins) != 1 || ins[0].Index != 0 || len(p.Healthy("demo")) != 1 {
 		t.Fatalf("after scale: %+v", ins)
 	}

@@ -1,8 +1,9 @@
 // Command server is the UFOP stand-in of the process runtime's tests: it
 // listens on 127.0.0.1:$PORT_HTTP and answers /health (500 when HEALTH_FAIL
 // is set and READY_FILE does not exist, or after /sick), /crash (exits with
-// code 3), /version; it logs SIGTERM and exits, or ignores it when
-// IGNORE_TERM is set.
+// code 3), /version; it logs SIGTERM and exits (once RELEASE_FILE exists,
+// when that is set: it holds a graceful stop as long as the test wants),
+// or ignores SIGTERM when IGNORE_TERM is set.
 //
 // MODE makes it one of the shapes of programs without a health endpoint:
 //
@@ -43,6 +44,15 @@ func main() {
 	go func() {
 		<-sigs
 		fmt.Println("got SIGTERM")
+		if release := os.Getenv("RELEASE_FILE"); release != "" {
+			for {
+				if _, err := os.Stat(release); err == nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			fmt.Println("released")
+		}
 		os.Exit(0)
 	}()
 	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
