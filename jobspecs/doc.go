@@ -8,7 +8,8 @@
 //
 //	job "ufop-<name>"                      type service, datacenters ["*"]
 //	  meta  qufop.ufop, qufop.owner, qufop.version
-//	  group "ufop"                         count = Workload.Count
+//	  group "ufop"                         count = Workload.Count (within Scaling)
+//	    scaling { min, max, enabled = false }   when Workload.Scaling is set
 //	    network { port "http" { to = Workload.Port } }   dynamic host port → 9100
 //	    service "ufop-<name>"              provider consul, port "http",
 //	                                       tags ["v<N>", "ufop"],

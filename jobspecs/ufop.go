@@ -199,8 +199,9 @@ func (o Options) CanaryCount(count int) int {
 }
 
 // UFOPJob renders version w.Version of UFOP w.Name into the Nomad job that
-// runs w.Count instances of it. It checks w and o first and returns every
-// problem found, each an *Error.
+// runs w.Count instances of it (Count(w): within w.Scaling when set, which
+// becomes the group's scaling block). It checks w and o first and returns
+// every problem found, each an *Error.
 func UFOPJob(w cluster.Workload, o Options) (*api.Job, error) {
 	if err := validate(w, o); err != nil {
 		return nil, err
@@ -260,14 +261,14 @@ func UFOPJob(w cluster.Workload, o Options) (*api.Job, error) {
 		MinHealthyTime:   pointerOf(o.WarmUp),
 		HealthyDeadline:  pointerOf(o.HealthyDeadline),
 		ProgressDeadline: pointerOf(o.ProgressDeadline),
-		Canary:           pointerOf(o.CanaryCount(w.Count)),
+		Canary:           pointerOf(o.CanaryCount(Count(w))),
 		AutoRevert:       pointerOf(o.AutoRevert),
 		AutoPromote:      pointerOf(o.AutoPromote),
 	}
 
 	group := &api.TaskGroup{
 		Name:  pointerOf(GroupName),
-		Count: pointerOf(w.Count),
+		Count: pointerOf(Count(w)),
 		Tasks: []*api.Task{task},
 		RestartPolicy: &api.RestartPolicy{
 			Attempts: pointerOf(o.RestartAttempts),
@@ -302,6 +303,10 @@ func UFOPJob(w cluster.Workload, o Options) (*api.Job, error) {
 		}},
 	}
 
+	if w.Scaling != nil {
+		group.Scaling = scalingBlock(*w.Scaling)
+	}
+
 	job := &api.Job{
 		ID:          pointerOf(id),
 		Name:        pointerOf(id),
@@ -317,6 +322,33 @@ func UFOPJob(w cluster.Workload, o Options) (*api.Job, error) {
 		job.Region = pointerOf(o.Region)
 	}
 	return job, nil
+}
+
+// Count is the count the job of w runs: w.Count, brought into
+// [w.Scaling.Min, w.Scaling.Max] when w has a scaling range. Nomad refuses
+// to register a group whose count is outside its scaling block, and a
+// policy set (or changed) on a running UFOP is a range its current count
+// must follow, not a reason to refuse the deployment.
+func Count(w cluster.Workload) int {
+	if w.Scaling == nil {
+		return w.Count
+	}
+	return min(max(w.Count, w.Scaling.Min), w.Scaling.Max)
+}
+
+// scalingBlock is the group's scaling block. Nomad itself refuses a
+// Jobs().Scale to a count outside [Min, Max] (400 "group count was less
+// than scaling policy minimum: 0 < 1", "... greater than scaling policy
+// maximum: 6 > 5") whether the block is enabled or not; enabled = false
+// keeps nomad-autoscaler, where one runs on the cluster, off the group:
+// the qufop scaler sizes it, and the block carries no autoscaler policy.
+func scalingBlock(r cluster.Scaling) *api.ScalingPolicy {
+	return &api.ScalingPolicy{
+		Type:    api.ScalingPolicyTypeHorizontal,
+		Min:     pointerOf(int64(r.Min)),
+		Max:     pointerOf(int64(r.Max)),
+		Enabled: pointerOf(false),
+	}
 }
 
 // healthCheck is the Consul check of an instance: GET HealthPath
@@ -383,6 +415,16 @@ func validate(w cluster.Workload, o Options) error {
 	}
 	if w.Count < 0 {
 		bad("Count", "want 0 or more instances, got %d", w.Count)
+	}
+	if r := w.Scaling; r != nil {
+		switch {
+		case r.Min < 0:
+			bad("Scaling.Min", "want 0 or more instances, got %d", r.Min)
+		case r.Max < 1:
+			bad("Scaling.Max", "want at least 1 instance, got %d", r.Max)
+		case r.Min > r.Max:
+			bad("Scaling", "min %d is over max %d", r.Min, r.Max)
+		}
 	}
 	if w.Port < 1 || w.Port > 65535 {
 		bad("Port", "want the port the program listens on in its container (1..65535, normally 9100), got %d", w.Port)

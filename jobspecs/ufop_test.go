@@ -79,12 +79,19 @@ func TestGolden(t *testing.T) {
 	v1.Run, v1.Env = "./ufop-v1-fetch", nil
 	v1.HealthPath, v1.Protocol = "", "uop"
 
+	// A scale policy's range, with a count above its max: the job runs
+	// max, and the group carries the scaling block.
+	scaling := demo()
+	scaling.Count = 7
+	scaling.Scaling = &cluster.Scaling{Min: 1, Max: 5}
+
 	cases := []struct {
 		name string
 		w    cluster.Workload
 		o    Options
 	}{
 		{"demo-2-instances", demo(), DefaultOptions()},
+		{"scaling-1-5", scaling, DefaultOptions()},
 		{"c2m4-long-kill-timeout", c2m4(), longKill},
 		{"count-0", zero, DefaultOptions()},
 		{"v1-tcp-check", v1, DefaultOptions()},
