@@ -5,9 +5,15 @@
 //
 //   - Deploy registers the job. A first deployment (no job, or a stopped
 //     one) is registered with canary 0. An upgrade is rendered with the
-//     current count and registered with PreserveCounts, so Nomad starts
-//     the canaries next to the old allocations. Deploy waits for the
-//     registration's evaluation: when Nomad could not place every
+//     current count (brought into Workload.Scaling, the group's scaling
+//     block, when a new policy's range no longer holds it), registered
+//     with EnforceIndex on the job modify index it was read at (a Scale in
+//     between makes Deploy read the job again and retry), so Nomad starts
+//     the canaries next to the old allocations. The same version again
+//     with only the scaling block changed updates the allocations in place
+//     (checked on Nomad 1.6.5: none is replaced; a deployment runs for
+//     min_healthy_time, during which Nomad refuses to scale). Deploy
+//     waits for the registration's evaluation: when Nomad could not place every
 //     allocation (no node with the CPU, memory or driver), it fails the
 //     deployment at once and returns an *errs.Error (503) saying why.
 //     Otherwise it follows the deployment with blocking queries (bounded by
@@ -15,10 +21,12 @@
 //     waits for it to succeed. A canary marked unhealthy (or ctx ending
 //     first) fails the deployment: with auto_revert Nomad rolls back, and
 //     the old version keeps serving.
-//   - Scale calls Jobs().Scale with a message; Nomad's 400 "job scaling
-//     blocked due to active deployment" becomes cluster.ErrSkipped, a 404
-//     cluster.ErrNotFound; instances its evaluation could not place are
-//     a 503 saying why, at once.
+//   - Scale calls Jobs().Scale with a message and the meta; Nomad's 400
+//     "job scaling blocked due to active deployment" becomes
+//     cluster.ErrSkipped, a 404 cluster.ErrNotFound, a count outside the
+//     group's scaling block (400 "group count was greater than scaling
+//     policy maximum: 6 > 5") an *errs.Error 400 saying so; instances its
+//     evaluation could not place are a 503 saying why, at once.
 //   - Instances lists the allocations that are not terminal, with the
 //     host:port of their "http" port.
 //   - Stop deregisters (purge optional).
@@ -75,7 +83,16 @@ func New(client *api.Client, opts jobspecs.Options) *Orchestrator {
 // JobID is the Nomad job of UFOP name (jobspecs.JobID).
 func JobID(name string) string { return jobspecs.JobID(name) }
 
-const scaleBlocked = "scaling blocked due to active deployment"
+const (
+	scaleBlocked = "scaling blocked due to active deployment"
+	// Nomad 1.6.5's texts for a Scale outside the scaling block:
+	// "group count was less than scaling policy minimum: 0 < 1" and
+	// "group count was greater than scaling policy maximum: 6 > 5".
+	scaleOutOfRange = "than scaling policy m"
+	// A register with EnforceIndex after the job changed: "Enforcing job
+	// modify index 12: job exists with conflicting job modify index: 13".
+	indexConflict = "conflicting job modify index"
+)
 
 // classify maps Nomad's HTTP errors to the cluster sentinels.
 func classify(err error, what string) error {
@@ -89,6 +106,9 @@ func classify(err error, what string) error {
 			return fmt.Errorf("%s: %w (nomad: %s)", what, cluster.ErrNotFound, ue.Body())
 		case ue.StatusCode() == 400 && strings.Contains(ue.Body(), scaleBlocked):
 			return fmt.Errorf("%s: %w: nomad: %s", what, cluster.ErrSkipped, ue.Body())
+		case ue.StatusCode() == 400 && strings.Contains(ue.Body(), scaleOutOfRange):
+			return errs.Wrap(http.StatusBadRequest, fmt.Errorf("nomad: %d", ue.StatusCode()),
+				"%s: outside the job's scaling block (the UFOP's scale policy): %s", what, ue.Body())
 		}
 	}
 	return fmt.Errorf("%s: %w", what, err)
@@ -115,35 +135,57 @@ func (o *Orchestrator) current(ctx context.Context, id string) (*api.Job, error)
 	return job, nil
 }
 
+// registerTries bounds how often Deploy reads the job again when it
+// changed between the read and the registration (a Scale in between).
+const registerTries = 5
+
 // Deploy implements cluster.Orchestrator.
 func (o *Orchestrator) Deploy(ctx context.Context, w cluster.Workload) error {
 	id := JobID(w.Name)
-	cur, err := o.current(ctx, id)
-	if err != nil {
-		return err
-	}
-	first := cur == nil || (cur.Stop != nil && *cur.Stop)
-	rw := w
-	if !first {
-		rw.Count = groupCount(cur)
-	}
-	job, err := jobspecs.UFOPJob(rw, o.opts)
-	if err != nil {
-		return err
-	}
-	ropts := &api.RegisterOptions{}
-	if first {
-		for _, g := range job.TaskGroups {
-			if g.Update != nil && g.Update.Canary != nil {
-				g.Update.Canary = new(0)
-			}
+	var (
+		cur   *api.Job
+		first bool
+		resp  *api.JobRegisterResponse
+	)
+	for try := 1; ; try++ {
+		var err error
+		cur, err = o.current(ctx, id)
+		if err != nil {
+			return err
 		}
-	} else {
-		ropts.PreserveCounts = true
-	}
-	resp, _, err := o.client.Jobs().RegisterOpts(job, ropts, o.w(ctx))
-	if err != nil {
-		return classify(err, "nomad: register "+id)
+		first = cur == nil || (cur.Stop != nil && *cur.Stop)
+		rw := w
+		if !first {
+			// The count is the running one (the scaler's or the user's
+			// last), within the scaling range (UFOPJob brings it in).
+			rw.Count = groupCount(cur)
+		}
+		job, err := jobspecs.UFOPJob(rw, o.opts)
+		if err != nil {
+			return err
+		}
+		ropts := &api.RegisterOptions{}
+		if first {
+			for _, g := range job.TaskGroups {
+				if g.Update != nil && g.Update.Canary != nil {
+					g.Update.Canary = new(0)
+				}
+			}
+		} else {
+			// Not PreserveCounts: Nomad applies it after checking the
+			// count against the new scaling block, and would keep a count
+			// the new range excludes (seen on 1.6.5: count 3 under min 4).
+			ropts.EnforceIndex, ropts.ModifyIndex = true, *cur.JobModifyIndex
+		}
+		resp, _, err = o.client.Jobs().RegisterOpts(job, ropts, o.w(ctx))
+		var ue api.UnexpectedResponseError
+		if err != nil && !first && try < registerTries && errors.As(err, &ue) && strings.Contains(ue.Body(), indexConflict) {
+			continue // scaled in between: read the new count
+		}
+		if err != nil {
+			return classify(err, "nomad: register "+id)
+		}
+		break
 	}
 	r := &rollout{o: o, id: id, version: w.Version, jobModifyIndex: resp.JobModifyIndex, old: oldVersion(cur, first)}
 	if err := r.placed(ctx, resp.EvalID); err != nil {

@@ -47,7 +47,7 @@ func readTable(p string) (table, bool) {
 	case strings.HasPrefix(p, "job/"):
 		_, sub, _ := strings.Cut(strings.TrimPrefix(p, "job/"), "/")
 		switch sub {
-		case "", "versions":
+		case "", "versions", "scale":
 			return tableJobs, true
 		case "allocations":
 			return tableAllocs, true

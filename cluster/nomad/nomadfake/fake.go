@@ -36,7 +36,15 @@
 //   - Scale (POST/PUT /v1/job/<id>/scale) follows the count (stops the
 //     highest indexes, adds the lowest free ones) and is refused with 400
 //     "job scaling blocked due to active deployment" while a deployment
-//     runs; a request without Count only records an event.
+//     runs; a request without Count only records an event. Every event
+//     keeps its message and meta (GET /v1/job/<id>/scale, ScaleEvents).
+//   - The group scaling block (scaling.go): a registration with the count
+//     outside [min, max] is refused as Nomad's validation does (500), the
+//     stored block gets Nomad's defaults and an ID kept across versions,
+//     a Scale outside it is a 400 ("group count was greater than scaling
+//     policy maximum: 6 > 5"), enabled or not, checked before the active
+//     deployment; a change of the block only updates the allocations in
+//     place, as a count change does.
 //   - DELETE /v1/job/<id>[?purge=true]: stop (new version, Stop true,
 //     status dead, allocations complete at once, or with HoldStops when
 //     ReleaseStops says so) and purge (job gone, 404
@@ -122,13 +130,16 @@ type Server struct {
 }
 
 type job struct {
-	id            string
-	versions      []*api.Job // oldest first
-	purged        bool
-	allocs        []*alloc
-	deployments   []*api.Deployment
-	createIndex   uint64
-	scaleMessages []string
+	id          string
+	versions    []*api.Job // oldest first
+	purged      bool
+	allocs      []*alloc
+	deployments []*api.Deployment
+	createIndex uint64
+	// scaleEvents are the scaling events (oldest first) and scaleGroups
+	// the group of each.
+	scaleEvents []api.ScalingEvent
+	scaleGroups []string
 }
 
 type alloc struct {
@@ -325,6 +336,8 @@ func (s *Server) serveJob(w http.ResponseWriter, r *http.Request, rest string) {
 		s.deregister(w, r, id)
 	case sub == "scale" && (r.Method == http.MethodPut || r.Method == http.MethodPost):
 		s.scale(w, r, id)
+	case sub == "scale" && get:
+		s.scaleStatus(w, id)
 	case sub == "allocations" && get:
 		s.listAllocs(w, id)
 	case sub == "deployment" && get:
@@ -593,6 +606,19 @@ func autoRevert(j *api.Job) bool {
 }
 
 func hasUpdate(j *api.Job) bool { return j.TaskGroups[0].Update != nil || j.Update != nil }
+
+// taskSpec is the job without the fields whose change Nomad applies to
+// the allocations in place: the count, the scaling block and the update
+// block (a redeployment of a running version changes update.canary from
+// the first registration's 0; seen on 1.6.5: no allocation replaced).
+func taskSpec(j *api.Job) string {
+	c := copyJob(j)
+	c.Update = nil
+	for _, g := range c.TaskGroups {
+		g.Scaling, g.Update = nil, nil
+	}
+	return spec(c)
+}
 
 // spec is the job without the fields a count-only change touches.
 func spec(j *api.Job) string {

@@ -15,10 +15,13 @@ import (
 func (s *Server) ScaleMessages(jobID string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var out []string
 	if j := s.jobs[jobID]; j != nil {
-		return append([]string(nil), j.scaleMessages...)
+		for _, e := range j.scaleEvents {
+			out = append(out, e.Message)
+		}
 	}
-	return nil
+	return out
 }
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request, pathID string) {
@@ -41,6 +44,10 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, pathID string)
 	}
 	if len(req.Job.TaskGroups) == 0 || req.Job.TaskGroups[0].Name == nil {
 		writeErr(w, http.StatusInternalServerError, "1 error occurred:\n\t* Missing job task groups\n\n")
+		return
+	}
+	if msg := validateScaling(req.Job); msg != "" {
+		writeErr(w, http.StatusInternalServerError, msg)
 		return
 	}
 	id := *req.Job.ID
@@ -82,6 +89,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, pathID string)
 		prev = j.latest()
 	}
 	if prev != nil && req.PreserveCounts {
+		// After the validation, as in Nomad: the kept count may be outside
+		// a new scaling block.
 		for _, g := range v.TaskGroups {
 			for _, pg := range prev.TaskGroups {
 				if *pg.Name == *g.Name && pg.Count != nil {
@@ -90,6 +99,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, pathID string)
 			}
 		}
 	}
+	s.canonicalScaling(v, prev, s.index+1)
 	if prev != nil && !*prev.Stop && spec(prev) == spec(v) && groupCount(prev) == groupCount(v) {
 		// Unchanged: no new version, but an evaluation that tries again to
 		// place what is missing (as Nomad does for allocations that did not
@@ -138,7 +148,8 @@ func (s *Server) reconcile(j *job, prev, v *api.Job) {
 		s.replaceAll(j, v, live, "alloc not needed due to job update")
 		return
 	}
-	if spec(prev) == spec(v) {
+	if taskSpec(prev) == taskSpec(v) {
+		// A change of count or scaling block only: updated in place.
 		s.inPlace(j, v)
 		return
 	}
@@ -249,17 +260,21 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request, id string) {
 		writeErr(w, http.StatusBadRequest, fmt.Sprintf("task group %q specified for scaling does not exist in job", group))
 		return
 	}
+	prevCount := int64(groupCountOf(cur.TaskGroups[gi]))
 	if req.Count == nil {
-		j.scaleMessages = append(j.scaleMessages, req.Message)
 		ix := s.next()
+		j.addScaleEvent(group, api.ScalingEvent{PreviousCount: prevCount, Error: req.Error, Message: req.Message,
+			Meta: req.Meta, Time: uint64(s.now().UnixNano()), CreateIndex: ix})
 		writeOK(w, ix, registerResponse{Index: ix, JobModifyIndex: *cur.JobModifyIndex, KnownLeader: true})
+		return
+	}
+	if scaleRange(w, cur.TaskGroups[gi], *req.Count) { // before the deployment, as in Nomad
 		return
 	}
 	if j.activeDeployment() != nil {
 		writeErr(w, http.StatusBadRequest, ErrScaleBlocked)
 		return
 	}
-	j.scaleMessages = append(j.scaleMessages, req.Message)
 	v := copyJob(cur)
 	v.TaskGroups[gi].Count = new(int(*req.Count))
 	jm := s.next()
@@ -271,7 +286,14 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request, id string) {
 		}
 	})
 	ix := s.next()
+	j.addScaleEvent(group, api.ScalingEvent{Count: new(*req.Count), PreviousCount: prevCount, Error: req.Error,
+		Message: req.Message, Meta: req.Meta, EvalID: new(e.ev.ID), Time: uint64(s.now().UnixNano()), CreateIndex: ix})
 	writeOK(w, ix, registerResponse{EvalCreateIndex: e.ev.CreateIndex, EvalID: e.ev.ID, Index: ix, JobModifyIndex: jm, KnownLeader: true})
+}
+
+func (j *job) addScaleEvent(group string, e api.ScalingEvent) {
+	j.scaleEvents = append(j.scaleEvents, e)
+	j.scaleGroups = append(j.scaleGroups, group)
 }
 
 func (s *Server) deregister(w http.ResponseWriter, r *http.Request, id string) {
