@@ -1,6 +1,7 @@
 // Package consulfake is an in-process fake of the parts of the Consul HTTP
-// API that cluster/consul uses: the KV store (/v1/kv/…) and the health
-// endpoint (/v1/health/service/…), with blocking queries.
+// API that cluster/consul uses: the KV store (/v1/kv/…) with sessions and
+// locks (/v1/session/…, `?acquire=`/`?release=`) and the health endpoint
+// (/v1/health/service/…), with blocking queries.
 //
 // It follows the exchanges recorded against a real Consul 1.16.3 -dev agent
 // (shared/reference/api-transcripts/07 and 08): status codes, the
@@ -12,9 +13,31 @@
 // runs out. Test controls register service instances, flip their health
 // and take the "agent" down.
 //
-// Not modelled: sessions and locks, ACLs, datacenters, namespaces,
-// `?stale`/`?consistent`, tag filters and `?filter=`, the jitter Consul
-// adds to a blocking wait.
+// Sessions and locks follow transcript 09 and exchanges recorded on the
+// same agent: create (Name, Node, TTL between 10s and 24h, LockDelay as a
+// duration string or a number, default 15 s, Behavior release or delete,
+// NodeChecks ["serfHealth"]), renew (the session as a one-element array;
+// 404 "Session id '<id>' not found"), destroy (true, even for an unknown
+// session), info/node/list (sorted by ID; [] for an unknown session). A TTL
+// session is invalidated 2 × TTL after its last renewal, as Consul does;
+// invalidation (destroy or TTL) releases its locks (Session cleared, value,
+// flags and LockIndex kept) or deletes their keys (Behavior delete), and
+// starts the session's lock delay on each of those keys, during which every
+// `?acquire=` answers false. `?acquire=<session>` takes a free key
+// (LockIndex + 1, Session set, value and flags from the request), re-takes
+// one the session holds (value and flags updated, LockIndex kept) and
+// answers false for a key another session holds; an unknown session is a
+// 500 `raft apply failed: invalid session "<id>"` (after the lock-delay
+// check), an empty one `raft apply failed: missing session`.
+// `?release=<session>` frees a key the session holds (value and flags from
+// the request, no lock delay) and answers false otherwise. A plain PUT on
+// a locked key keeps its Session and sets LockIndex to 0, as Consul
+// 1.16.3 does. The fake's clock for TTLs and lock delays can be moved on
+// (Advance, SetClock), and ExpireSession plays a TTL running out.
+//
+// Not modelled: ACLs, datacenters, namespaces, `?stale`/`?consistent`, tag
+// filters and `?filter=`, the jitter Consul adds to a blocking wait,
+// session checks other than serfHealth, semaphores.
 package consulfake
 
 import (
@@ -62,11 +85,20 @@ type Server struct {
 	instances map[string]*instance
 	changed   chan struct{} // closed and replaced on every change
 	down      bool
+
+	sessions  map[string]*session
+	sessIndex uint64               // index of the last session change
+	lockDelay map[string]time.Time // key -> end of its lock delay
+	clock     func() time.Time     // nil: time.Now
+	offset    time.Duration        // Advance
+	quit      chan struct{}        // stops the janitor
 }
 
 type kvEntry struct {
+	LockIndex   uint64
 	Flags       uint64
 	Value       []byte
+	Session     string
 	CreateIndex uint64
 	ModifyIndex uint64
 }
@@ -94,8 +126,13 @@ func New() *Server {
 		svcIndex:  map[string]uint64{},
 		instances: map[string]*instance{},
 		changed:   make(chan struct{}),
+		sessIndex: 20,
+		sessions:  map[string]*session{},
+		lockDelay: map[string]time.Time{},
+		quit:      make(chan struct{}),
 	}
 	s.ts = httptest.NewServer(http.HandlerFunc(s.serve))
+	go s.janitor()
 	return s
 }
 
@@ -108,6 +145,11 @@ func (s *Server) Addr() string { return strings.TrimPrefix(s.ts.URL, "http://") 
 // Close wakes every held blocking query and stops the server.
 func (s *Server) Close() {
 	s.mu.Lock()
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
 	s.down = true
 	s.bumpLocked()
 	s.mu.Unlock()
@@ -150,6 +192,11 @@ func (s *Server) SetIndex(n uint64) {
 	s.index = n
 	s.kvIndex = min(s.kvIndex, n)
 	s.catIndex = min(s.catIndex, n)
+	s.sessIndex = min(s.sessIndex, n)
+	for _, se := range s.sessions {
+		se.CreateIndex = min(se.CreateIndex, n)
+		se.ModifyIndex = min(se.ModifyIndex, n)
+	}
 	for k, v := range s.svcIndex {
 		s.svcIndex[k] = min(v, n)
 	}
@@ -241,6 +288,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	s.mu.Lock()
 	down := s.down
+	s.expireLocked()
 	s.mu.Unlock()
 	if down {
 		failDown(w)
@@ -249,6 +297,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/v1/kv/"):
 		s.serveKV(w, r, strings.TrimPrefix(r.URL.Path, "/v1/kv/"))
+	case strings.HasPrefix(r.URL.Path, "/v1/session/"):
+		s.serveSession(w, r, strings.TrimPrefix(r.URL.Path, "/v1/session/"))
 	case strings.HasPrefix(r.URL.Path, "/v1/health/service/"):
 		if r.Method != http.MethodGet {
 			methodNotAllowed(w, r.Method, "GET")
@@ -384,6 +434,7 @@ type kvJSON struct {
 	Key         string
 	Flags       uint64
 	Value       []byte
+	Session     string `json:",omitempty"`
 	CreateIndex uint64
 	ModifyIndex uint64
 }
@@ -469,8 +520,8 @@ func (s *Server) kvGet(w http.ResponseWriter, r *http.Request, key string) {
 
 func (e *kvEntry) json(key string) kvJSON {
 	return kvJSON{
-		Key: key, Flags: e.Flags, Value: bytes.Clone(e.Value),
-		CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex,
+		LockIndex: e.LockIndex, Key: key, Flags: e.Flags, Value: bytes.Clone(e.Value),
+		Session: e.Session, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex,
 	}
 }
 
@@ -525,7 +576,7 @@ func conflicting(w http.ResponseWriter, r *http.Request, flags ...string) bool {
 	}
 	if n > 1 {
 		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprintf(w, "Conflicting flags: %v\n", r.URL.Query().Encode())
+		fmt.Fprintf(w, "Conflicting flags: %v", r.URL.Query().Encode()) // no newline (recorded on 1.16.3)
 		return true
 	}
 	return false
@@ -537,10 +588,6 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request, key string) {
 		return
 	}
 	if conflicting(w, r, "cas", "acquire", "release") {
-		return
-	}
-	if has(r, "acquire") || has(r, "release") {
-		badRequest(w, "consulfake: sessions are not implemented")
 		return
 	}
 	q := r.URL.Query()
@@ -581,8 +628,56 @@ func (s *Server) kvPut(w http.ResponseWriter, r *http.Request, key string) {
 		writeJSON(w, false)
 		return
 	}
+	e := &kvEntry{Flags: flags, Value: body}
+	switch {
+	case has(r, "acquire"):
+		id := q.Get("acquire")
+		switch {
+		case s.lockDelayedLocked(key):
+			// Checked before the session (transcript 09.19).
+			s.mu.Unlock()
+			writeJSON(w, false)
+			return
+		case id == "":
+			s.mu.Unlock()
+			serverError(w, "raft apply failed: missing session")
+			return
+		case s.sessions[id] == nil:
+			s.mu.Unlock()
+			serverError(w, "raft apply failed: invalid session %q", id)
+			return
+		case exists && cur.Session != "" && cur.Session != id:
+			s.mu.Unlock()
+			writeJSON(w, false)
+			return
+		}
+		e.Session, e.LockIndex = id, 1
+		if exists {
+			e.LockIndex = cur.LockIndex
+			if cur.Session != id {
+				e.LockIndex++
+			}
+		}
+	case has(r, "release"):
+		id := q.Get("release")
+		if id == "" {
+			s.mu.Unlock()
+			serverError(w, "raft apply failed: missing session")
+			return
+		}
+		if !exists || cur.Session != id {
+			s.mu.Unlock()
+			writeJSON(w, false)
+			return
+		}
+		e.LockIndex = cur.LockIndex // no lock delay for an explicit release
+	case exists:
+		// A plain write keeps the holder; Consul 1.16.3 answers
+		// LockIndex 0 afterwards.
+		e.Session = cur.Session
+	}
 	idx := s.bumpLocked()
-	e := &kvEntry{Flags: flags, Value: body, CreateIndex: idx, ModifyIndex: idx}
+	e.CreateIndex, e.ModifyIndex = idx, idx
 	if exists {
 		e.CreateIndex = cur.CreateIndex
 	}
