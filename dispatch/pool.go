@@ -17,7 +17,7 @@ import (
 // goes to the oldest waiter, never to a newer arrival (which would leave
 // the oldest to time out with 504).
 type pool struct {
-	endpoints func() []cluster.Endpoint // the Catalog's healthy instances
+	endpoints func() []cluster.Endpoint // the Catalog's healthy instances (from memory)
 
 	mu       sync.Mutex
 	rec      *ufop.Record // latest record seen: the capacity of each version
@@ -57,8 +57,9 @@ func (p *pool) capacityLocked(ep cluster.Endpoint) int {
 }
 
 // refreshEvery bounds how long a waiting step takes to notice a new
-// instance (the Catalog does not notify).
-const refreshEvery = 200 * time.Millisecond
+// instance (the Catalog does not notify; reading it is a copy from
+// memory).
+const refreshEvery = 50 * time.Millisecond
 
 // pickLocked returns the least busy instance of eps with a free slot, and
 // counts the step in flight there.
@@ -101,8 +102,12 @@ func (p *pool) handOffLocked(eps []cluster.Endpoint) {
 // queues.
 func (p *pool) acquire(ctx context.Context, name string, queueSize int, wait bool, onWait func(string)) (cluster.Endpoint, func(), error) {
 	release := func(ep cluster.Endpoint) func() { return func() { p.release(ep.ID) } }
-	eps := p.endpoints()
+	// The Catalog is read under the pool's lock: an orchestrator draining
+	// an instance takes it out of the Catalog, then asks InFlight (same
+	// lock) until it is idle, so a step is either counted there or never
+	// picks the leaving instance.
 	p.mu.Lock()
+	eps := p.endpoints()
 	if len(p.queue) == 0 {
 		if ep, ok := p.pickLocked(eps); ok {
 			p.mu.Unlock()
@@ -139,9 +144,8 @@ func (p *pool) acquire(ctx context.Context, name string, queueSize int, wait boo
 			return ep, release(ep), nil
 		case <-tick.C:
 			// New instances appear only in the Catalog: look again.
-			eps := p.endpoints()
 			p.mu.Lock()
-			p.handOffLocked(eps)
+			p.handOffLocked(p.endpoints())
 			p.mu.Unlock()
 		case <-ctx.Done():
 			p.mu.Lock()
@@ -166,13 +170,12 @@ func (p *pool) acquire(ctx context.Context, name string, queueSize int, wait boo
 }
 
 func (p *pool) release(id string) {
-	eps := p.endpoints()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.inflight[id]--; p.inflight[id] <= 0 {
 		delete(p.inflight, id)
 	}
-	p.handOffLocked(eps)
+	p.handOffLocked(p.endpoints())
 }
 
 // Stats are one UFOP's figures at one moment, as this gateway sees them.

@@ -158,6 +158,9 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	// as soon as a step has to wait.
 	d.scaler = scaler.New(scaler.Config{Logger: log}, dispatchSource{d.dispatch}, nil, rt, keeper)
 	d.dispatch.SetOnWait(d.scaler.Wake)
+	// On scale-in the instances that go are the least busy, and finish
+	// the steps the gateway has in flight at them before they stop.
+	rt.SetLoad(d.dispatch)
 
 	d.srv, err = d.dp.server(cfg.GatewayConfig,
 		gateway.WithUFOPs(d.dispatch, func(string) string { return AdminUser }),

@@ -14,6 +14,11 @@ type Options struct {
 	// connection, and for Protocol "uop" any HTTP answer to GET /. Default
 	// 1s.
 	HealthInterval time.Duration
+	// StartupInterval is how often an instance that has never been
+	// healthy is probed, for at most StartupWindow after it started.
+	// Defaults 100ms and 30s.
+	StartupInterval time.Duration
+	StartupWindow   time.Duration
 	// HealthTimeout bounds one probe. Default 1s.
 	HealthTimeout time.Duration
 	// UnhealthyAfter consecutive failed probes make a healthy instance
@@ -39,6 +44,12 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.HealthInterval <= 0 {
 		o.HealthInterval = time.Second
+	}
+	if o.StartupInterval <= 0 {
+		o.StartupInterval = 100 * time.Millisecond
+	}
+	if o.StartupWindow <= 0 {
+		o.StartupWindow = 30 * time.Second
 	}
 	if o.HealthTimeout <= 0 {
 		o.HealthTimeout = time.Second

@@ -17,9 +17,13 @@ import (
 // supervise runs the life of one instance until ctx ends: start it, notice
 // when it exits (restart with back-off), probe its health (restart it when
 // it stays unhealthy past the grace period).
+//
+// A starting instance is probed every StartupInterval instead of every
+// HealthInterval, for at most StartupWindow: the scaler's new instances
+// take requests as soon as they answer, not up to a HealthInterval later.
 func (m *manager) supervise(ctx context.Context, in *instance) {
 	m.tick(ctx, in)
-	t := time.NewTicker(m.opts.HealthInterval)
+	t := time.NewTimer(m.nextProbe(in))
 	defer t.Stop()
 	for {
 		select {
@@ -28,7 +32,18 @@ func (m *manager) supervise(ctx context.Context, in *instance) {
 		case <-t.C:
 		}
 		m.tick(ctx, in)
+		t.Reset(m.nextProbe(in))
 	}
+}
+
+// nextProbe is the time until the next tick of in.
+func (m *manager) nextProbe(in *instance) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !in.everHealthy && (in.started.IsZero() || time.Since(in.started) < m.opts.StartupWindow) {
+		return min(m.opts.StartupInterval, m.opts.HealthInterval)
+	}
+	return m.opts.HealthInterval
 }
 
 func (m *manager) tick(ctx context.Context, in *instance) {
