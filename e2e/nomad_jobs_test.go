@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,6 +82,8 @@ func TestNomadPlatformJobs(t *testing.T) {
 				"access_key=" + ak, "secret_key=" + sk}},
 		{"gateway.nomad.hcl", "qufop-gateway", "qufop-gateway",
 			[]string{"image=" + qufopImage, "port=" + strconv.Itoa(gatewayPort), `buckets=["demo"]`}},
+		{"scaler.nomad.hcl", "qufop-scaler", "qufop-scaler",
+			[]string{"image=" + qufopImage}},
 	}
 	for _, j := range jobs {
 		args := []string{"job", "run", "-detach"}
@@ -127,6 +130,8 @@ func TestNomadPlatformJobs(t *testing.T) {
 	code, ctype, body := httpGet(t, gw+"/demo/storm.jpg?imageView2/2/w/100/format/webp")
 	require.Equal(t, 200, code, body)
 	require.Equal(t, "image/webp", ctype)
+
+	checkScalers(t, e)
 
 	for i := len(jobs) - 1; i >= 0; i-- {
 		j := jobs[i]
@@ -180,4 +185,60 @@ func httpGet(t *testing.T, url string) (int, string, string) {
 	b, err := io.ReadAll(r.Body)
 	require.NoError(t, err)
 	return r.StatusCode, r.Header.Get("Content-Type"), string(b)
+}
+
+// checkScalers checks the two scalers of scaler.nomad.hcl: both pass their
+// check, exactly one leads (holds the Consul lock), and stopping the
+// leader's allocation (SIGTERM: it releases the lock) hands over to another.
+func checkScalers(t *testing.T, e *nomadEnv) {
+	t.Helper()
+	// leader returns the allocation whose scaler leads, once two scalers
+	// pass their check and exactly one of them leads.
+	leader := func() (string, string) {
+		entries, _, err := e.consul.Health().Service("qufop-scaler", "", true, nil)
+		if err != nil {
+			return "", err.Error()
+		}
+		if len(entries) != 2 {
+			return "", fmt.Sprintf("%d scalers passing", len(entries))
+		}
+		var leaders []string
+		for _, s := range entries {
+			r, err := http.Get(fmt.Sprintf("http://%s:%d/health", s.Service.Address, s.Service.Port))
+			if err != nil {
+				return "", err.Error()
+			}
+			var h struct {
+				Leader bool   `json:"leader"`
+				Lock   string `json:"lock"`
+			}
+			err = json.NewDecoder(r.Body).Decode(&h)
+			r.Body.Close()
+			if err != nil || r.StatusCode != 200 || h.Lock != "qufop/scaler/lock" {
+				return "", fmt.Sprintf("GET /health of %s: %d %+v %v", s.Service.ID, r.StatusCode, h, err)
+			}
+			if h.Leader {
+				// Nomad's service ID: _nomad-task-<alloc ID>-group-scaler-...
+				leaders = append(leaders, strings.TrimPrefix(s.Service.ID, "_nomad-task-")[:36])
+			}
+		}
+		if len(leaders) != 1 {
+			return "", fmt.Sprintf("%d scalers lead", len(leaders))
+		}
+		return leaders[0], ""
+	}
+	var first, why string
+	require.Eventually(t, func() bool { first, why = leader(); return first != "" }, 2*time.Minute, 250*time.Millisecond,
+		"scalers: %s", &why)
+	p, _, err := e.consul.KV().Get("qufop/scaler/lock", nil)
+	require.NoError(t, err)
+	require.NotNil(t, p)
+	require.NotEmpty(t, p.Session, "the lock key has no session")
+
+	start := time.Now()
+	e.mustCLI(t, "alloc", "stop", "-detach", first)
+	var next string
+	require.Eventually(t, func() bool { next, why = leader(); return next != "" && next != first }, 3*time.Minute, 250*time.Millisecond,
+		"after stopping the leading scaler %s: %s", first, &why)
+	t.Logf("scaler %s stopped: %s leads, %s later", first[:8], next[:8], time.Since(start).Round(100*time.Millisecond))
 }
