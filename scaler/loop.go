@@ -223,6 +223,11 @@ func (s *Scaler) evaluate(ctx context.Context, rec ufop.Record, f Figures, parti
 	if last, ok := rec.LastChange(); ok {
 		in.LastChange = last.Time
 	}
+	for _, e := range rec.ScaleHistory {
+		if e.By == ufop.ByScaler && !e.Skipped && e.To > e.From {
+			in.LastUp = e.Time
+		}
+	}
 	if rec.Deployed == 0 {
 		s.m.errors.WithLabelValues("not_deployed").Inc()
 		return

@@ -219,11 +219,35 @@ func TestLoopGoesOnFromAUserResize(t *testing.T) {
 	f.src.set("slow", Figures{InFlight: 12})
 	f.clock.advance(time.Second)
 	f.round("slow")
-	assert.Equal(t, []int{3}, f.target.counts(), "inside the up cooldown of the user's change")
+	assert.Equal(t, []int{3}, f.target.counts(), "inside the up cooldown of the scaler's own 2 -> 3")
 	f.clock.advance(2 * time.Second)
 	f.round()
 	assert.Equal(t, []int{3, 6}, f.target.counts(), "from the user's 5 to 6")
 	assert.Equal(t, 5, f.rec(t, "slow").ScaleHistory[2].From)
+
+}
+
+// The down cooldown runs from a user's change: a count set by hand is not
+// undone at once.
+func TestLoopDownCooldownFromAUserResize(t *testing.T) {
+	p := &ufop.ScalePolicy{Min: 1, Max: 6, Target: 2, DownWindow: ufop.Duration(time.Second)}
+	f := newFixture(t, slow(2, p))
+	f.round()
+	f.clock.advance(5 * time.Second)
+	_, err := f.keeper.Update(context.Background(), "slow", func(r *ufop.Record) error {
+		r.AddScaleEvent(ufop.ScaleEvent{Time: f.clock.t, From: r.Desired, To: 5, By: ufop.ByUser, User: "admin"})
+		r.Desired = 5
+		return nil
+	})
+	require.NoError(t, err)
+	for range 7 { // 14 s: inside the 15 s down cooldown
+		f.clock.advance(2 * time.Second)
+		f.round()
+	}
+	assert.Empty(t, f.target.counts())
+	f.clock.advance(2 * time.Second)
+	f.round()
+	assert.Equal(t, []int{1}, f.target.counts())
 }
 
 // When some gateways do not answer, the scaler goes up on what it knows

@@ -23,8 +23,13 @@ type Input struct {
 	Figures Figures
 	Now     time.Time
 	// LastChange is when the count last changed, by the scaler or a user
-	// (zero: never); both cooldowns run from it.
+	// (zero: never); the down cooldown runs from it, so a count a user set
+	// is not undone at once.
 	LastChange time.Time
+	// LastUp is when the scaler last raised the count (zero: never); the
+	// up cooldown runs from it. A user's resize does not hold a scale-up
+	// back: the user may have guessed low just before a burst.
+	LastUp time.Time
 	// Wants are the counts wanted at earlier evaluations, oldest first
 	// (the scale-down stabilisation window reads them).
 	Wants []Want
@@ -90,8 +95,8 @@ func (TargetValue) Decide(in Input) Decision {
 		d.To = want
 		d.Reason = "activation: " + fig
 	case want > in.Current:
-		if !in.LastChange.IsZero() && since < p.UpCooldown.D() {
-			d.Reason = fmt.Sprintf("up to %d held: up cooldown (%s left)", want, (p.UpCooldown.D() - since).Round(time.Millisecond))
+		if sinceUp := in.Now.Sub(in.LastUp); !in.LastUp.IsZero() && sinceUp < p.UpCooldown.D() {
+			d.Reason = fmt.Sprintf("up to %d held: up cooldown (%s left)", want, (p.UpCooldown.D() - sinceUp).Round(time.Millisecond))
 			return d
 		}
 		d.To = want
