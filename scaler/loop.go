@@ -99,31 +99,26 @@ func (s *Scaler) Wake(name string) {
 	}
 }
 
-// Run evaluates until ctx ends.
+// Run evaluates until ctx ends. A wake is served at the next tick, not at
+// once: the steps of a burst arrive within milliseconds of each other, and
+// deciding on the first one alone would ask for too little and then wait
+// out the up cooldown for the rest.
 func (s *Scaler) Run(ctx context.Context) error {
 	tick := time.NewTicker(s.cfg.Tick)
 	defer tick.Stop()
 	s.cfg.Logger.Info("scaler started")
+	woken := map[string]bool{}
 	for {
-		woken := map[string]bool{}
 		select {
 		case <-ctx.Done():
 			s.cfg.Logger.Info("scaler stopped")
 			return nil
-		case <-tick.C:
 		case name := <-s.wake:
 			woken[name] = true
-		drain:
-			for {
-				select {
-				case name := <-s.wake:
-					woken[name] = true
-				default:
-					break drain
-				}
-			}
+		case <-tick.C:
+			s.Round(ctx, woken)
+			woken = map[string]bool{}
 		}
-		s.Round(ctx, woken)
 	}
 }
 
