@@ -30,8 +30,10 @@ done < <(docker network ls --filter label=qufop.platform --format '{{.ID}} {{.La
 
 base=local/busybox:1
 images() { # images of test platforms or marked as test images, the base last
-  docker images --filter label=qufop.platform --format '{{.ID}} {{.Repository}}:{{.Tag}} {{.Label "qufop.platform"}}' |
-    while read -r id ref plat; do is_test_platform "$plat" && echo "$id $ref"; done
+  # `docker images --format` has no .Label on Docker 20.10: inspect them.
+  for id in $(docker images -q --filter label=qufop.platform | sort -u); do
+    docker image inspect -f '{{.Id}} {{if .RepoTags}}{{index .RepoTags 0}}{{else}}<none>{{end}} {{index .Config.Labels "qufop.platform"}}' "$id" 2>/dev/null
+  done | while read -r id ref plat; do is_test_platform "$plat" && echo "$id $ref"; done
   docker images --filter label=qufop.test=1 --format '{{.ID}} {{.Repository}}:{{.Tag}}' | grep -v " $base\$"
 }
 while read -r id ref; do
