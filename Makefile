@@ -42,7 +42,7 @@ test: deps services fmt-check vet
 # v1.16.3 on PATH; skipped, saying so, without them).
 test-nomad: deps services
 	set -o pipefail; status=0; \
-	$(GO) test -count=1 -v -timeout 40m -run 'TestRealNomadAndConsul|TestRealNomadScalingBlock|TestRealConsulLock|TestNomadPlatformJobs|TestJobspecsValidate' ./e2e || status=$$?; \
+	$(GO) test -count=1 -v -timeout 40m -run 'TestRealNomadAndConsul|TestRealNomadScaler|TestRealNomadScalingBlock|TestRealConsulLock|TestNomadPlatformJobs|TestJobspecsValidate' ./e2e || status=$$?; \
 	bash .ci/leftovers.sh || status=1; \
 	exit $$status
 
