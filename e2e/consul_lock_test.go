@@ -23,12 +23,15 @@ import (
 // TestRealConsulLock runs electors (cluster/consul.Elector, in the
 // e2e/testdata/elector program: the scaler's lock without the scaler) as
 // separate processes against a real `consul agent -dev` on ports of its
-// own: one leads, it is killed with SIGKILL (no release: Consul has to
-// expire its session), and another takes over; then the new leader stops
-// on SIGTERM (an explicit release) and a third takes over at once.
+// own. One leads and is killed with SIGKILL (no release: its TTL check
+// runs out, Consul invalidates its session, and the lock delay runs), and
+// another takes over; that is done twice. Then the leader stops on SIGTERM
+// (an explicit release) and the next takes over at once. At the end only
+// the killed electors' services are left on the agent, critical (the
+// agent reaps them a minute later).
 //
 // It asserts no duration: it waits (generously) for each leader and logs
-// how long the handovers took.
+// how long the takeovers took.
 func TestRealConsulLock(t *testing.T) {
 	consulBin, err := exec.LookPath("consul")
 	if err != nil {
@@ -53,54 +56,117 @@ func TestRealConsulLock(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "elector")
 	goBuild(t, bin, "./e2e/testdata/elector", false)
 	const key = "qufop/e2e/lock"
-	holder := func() string {
+	tm := consul.LockTimings(consul.DefaultLockTTL)
+	t.Logf("TTL %s: check TTL %s, lock delay %s, heartbeat %s, step down %s",
+		tm.TTL, tm.CheckTTL, tm.LockDelay, tm.Heartbeat, tm.StepDown)
+	holder := func() (value, session string) {
 		p, _, err := c.KV().Get(key, nil)
 		if err != nil || p == nil || p.Session == "" {
-			return ""
+			return "", ""
 		}
-		return string(p.Value)
+		return string(p.Value), p.Session
+	}
+	sessions := func() int {
+		ss, _, err := c.Session().List(nil)
+		if err != nil {
+			return -1
+		}
+		return len(ss)
+	}
+	// lockChecks returns the status of every elector's check on the
+	// agent, by the elector's name (its service's meta).
+	lockChecks := func() map[string]string {
+		cs, err := c.Agent().ChecksWithFilter(fmt.Sprintf("ServiceName == %q", consul.DefaultLockService))
+		require.NoError(t, err)
+		svcs, err := c.Agent().ServicesWithFilter(fmt.Sprintf("Service == %q", consul.DefaultLockService))
+		require.NoError(t, err)
+		out := map[string]string{}
+		for _, ch := range cs {
+			require.Contains(t, svcs, ch.ServiceID)
+			out[svcs[ch.ServiceID].Meta["elector"]] = ch.Status
+		}
+		return out
+	}
+	// sessionGone polls (every 20 ms) until session id is gone and
+	// returns when it saw it gone.
+	sessionGone := func(id string) <-chan time.Time {
+		gone := make(chan time.Time, 1)
+		go func() {
+			deadline := time.Now().Add(2 * time.Minute)
+			for time.Now().Before(deadline) {
+				if se, _, err := c.Session().Info(id, nil); err == nil && se == nil {
+					gone <- time.Now()
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			close(gone)
+		}()
+		return gone
 	}
 
 	a := startElector(t, bin, addr, key, "a")
 	a.waitFor(t, "leading")
-	require.Equal(t, "a", holder())
-	b := startElector(t, bin, addr, key, "b")
-	require.Eventually(t, func() bool {
-		ss, _, err := c.Session().List(nil)
-		return err == nil && len(ss) == 2
-	}, 2*time.Minute, 100*time.Millisecond, "b has no session")
-	require.False(t, b.said("leading"), "b leads while a does")
+	value, _ := holder()
+	require.Equal(t, "a", value)
+	leader := a
+	var takeovers []time.Duration
+	for _, next := range []string{"b", "c"} {
+		waiter := startElector(t, bin, addr, key, next)
+		require.Eventually(t, func() bool { return sessions() == 2 }, 2*time.Minute, 100*time.Millisecond, "%s has no session", next)
+		require.False(t, waiter.said("leading"), "%s leads while %s does", next, leader.name)
 
-	// a dies: Consul invalidates its session 2 × TTL after its last
-	// renewal, then the lock delay runs, then b's next try takes it.
-	killed := time.Now()
-	require.NoError(t, a.cmd.Process.Kill())
-	a.wait()
-	b.waitFor(t, "leading")
-	t.Logf("b leads %s after a was killed (session TTL %s: Consul expires it after up to 2 × TTL, lock delay %s, consul/api retries 5 s after a refusal)",
-		time.Since(killed).Round(100*time.Millisecond), consul.DefaultLockTTL, consul.DefaultLockDelay)
-	require.Equal(t, "b", holder())
+		// The leader dies: its check is no longer updated, the agent marks
+		// it critical CheckTTL after the last update, Consul invalidates
+		// the session at that moment, then the lock delay runs.
+		_, sess := holder()
+		require.NotEmpty(t, sess)
+		killed := time.Now()
+		require.NoError(t, leader.cmd.Process.Kill())
+		gone := sessionGone(sess)
+		leader.wait()
+		waiter.waitFor(t, "leading")
+		took := time.Since(killed)
+		takeovers = append(takeovers, took)
+		invalidated, ok := <-gone
+		require.True(t, ok, "%s's session was never invalidated", leader.name)
+		t.Logf("%s leads %s after %s was killed: its session was invalidated %s after the kill (check TTL %s after its last update), %s leads %s after that (lock delay %s)",
+			next, took.Round(10*time.Millisecond), leader.name, invalidated.Sub(killed).Round(10*time.Millisecond), tm.CheckTTL,
+			next, time.Since(invalidated).Round(10*time.Millisecond), tm.LockDelay)
+		value, _ = holder()
+		require.Equal(t, next, value)
+		leader = waiter
+	}
+	t.Logf("takeovers after SIGKILL: %v (TTL %s)", takeovers, tm.TTL)
 
-	// b stops: it releases the lock, and c takes it without a lock delay.
-	third := startElector(t, bin, addr, key, "c")
-	require.Eventually(t, func() bool {
-		ss, _, err := c.Session().List(nil)
-		return err == nil && len(ss) == 2
-	}, 2*time.Minute, 100*time.Millisecond, "c has no session")
+	// The leader stops: it releases the lock, and the next takes it
+	// without a lock delay.
+	last := startElector(t, bin, addr, key, "d")
+	require.Eventually(t, func() bool { return sessions() == 2 }, 2*time.Minute, 100*time.Millisecond, "d has no session")
 	stopped := time.Now()
-	require.NoError(t, b.cmd.Process.Signal(syscall.SIGTERM))
-	third.waitFor(t, "leading")
-	t.Logf("c leads %s after b got SIGTERM", time.Since(stopped).Round(10*time.Millisecond))
-	require.Zero(t, b.wait(), "b's exit status after SIGTERM")
-	require.True(t, b.said("stopped"))
-	require.Equal(t, "c", holder())
+	require.NoError(t, leader.cmd.Process.Signal(syscall.SIGTERM))
+	last.waitFor(t, "leading")
+	t.Logf("d leads %s after %s got SIGTERM", time.Since(stopped).Round(time.Millisecond), leader.name)
+	require.Zero(t, leader.wait(), "%s's exit status after SIGTERM", leader.name)
+	require.True(t, leader.said("stopped"))
+	value, _ = holder()
+	require.Equal(t, "d", value)
 
-	require.NoError(t, third.cmd.Process.Signal(syscall.SIGTERM))
-	require.Zero(t, third.wait())
+	require.NoError(t, last.cmd.Process.Signal(syscall.SIGTERM))
+	require.Zero(t, last.wait())
 	require.Eventually(t, func() bool {
-		ss, _, err := c.Session().List(nil)
-		return err == nil && len(ss) == 0 && holder() == ""
+		v, _ := holder()
+		return sessions() == 0 && v == ""
 	}, 2*time.Minute, 100*time.Millisecond, "sessions left after every elector stopped")
+	// Those stopped cleanly deregistered their checks; the killed ones'
+	// are left, critical, until the agent reaps them (a minute after they
+	// went critical, or a little more).
+	checks := lockChecks()
+	t.Logf("checks left on the agent: %v", checks)
+	for name, status := range checks {
+		require.Contains(t, []string{"a", "b"}, name, "a check left by %s, which stopped cleanly", name)
+		require.Equal(t, consulapi.HealthCritical, status, "%s's check", name)
+	}
 }
 
 // elector is one elector process and what it printed.

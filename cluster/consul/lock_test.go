@@ -77,11 +77,21 @@ func (o *onClose) Close() error               { err := o.body.Close(); o.done();
 type candidate struct {
 	name   string
 	e      *Elector
+	client *api.Client
 	net    *cutter
 	cancel context.CancelFunc
 	done   chan error
 	terms  atomic.Int32 // times lead was called
 	inLead atomic.Bool
+
+	mu               sync.Mutex
+	started, stopped time.Time // of the last term's lead function
+}
+
+func (c *candidate) times() (started, stopped time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.started, c.stopped
 }
 
 // race is the shared state of the electors of one test.
@@ -89,17 +99,24 @@ type race struct {
 	t      *testing.T
 	s      *consulfake.Server
 	key    string
-	active atomic.Int32 // lead functions running
+	ttl    time.Duration // of every elector (0: the default)
+	active atomic.Int32  // lead functions running
 }
+
+// fastTTL is the TTL of the tests that wait for a check to run out: short,
+// yet its StepDown (3/10) leaves a loaded machine more than a second.
+const fastTTL = 4 * time.Second
 
 func (r *race) start(name string) *candidate {
 	r.t.Helper()
 	c := &candidate{name: name, net: newCutter(), done: make(chan error, 1)}
-	client, err := api.NewClient(&api.Config{Address: r.s.Addr(), Scheme: "http", HttpClient: &http.Client{Transport: c.net}})
+	var err error
+	c.client, err = api.NewClient(&api.Config{Address: r.s.Addr(), Scheme: "http", HttpClient: &http.Client{Transport: c.net}})
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	c.e = NewElector(client, r.key, ElectorOptions{
+	c.e = NewElector(c.client, r.key, ElectorOptions{
+		TTL:   r.ttl,
 		Value: []byte(name),
 		Logf:  func(f string, a ...any) { r.t.Logf(name+": "+f, a...) },
 	})
@@ -108,6 +125,9 @@ func (r *race) start(name string) *candidate {
 	go func() {
 		c.done <- c.e.Run(ctx, func(ctx context.Context) {
 			c.terms.Add(1)
+			c.mu.Lock()
+			c.started = time.Now()
+			c.mu.Unlock()
 			c.inLead.Store(true)
 			if n := r.active.Add(1); n > 1 {
 				r.t.Errorf("%s leads while %d others do", name, n-1)
@@ -115,6 +135,9 @@ func (r *race) start(name string) *candidate {
 			<-ctx.Done()
 			r.active.Add(-1)
 			c.inLead.Store(false)
+			c.mu.Lock()
+			c.stopped = time.Now()
+			c.mu.Unlock()
 		})
 	}()
 	r.t.Cleanup(func() {
@@ -147,10 +170,29 @@ func eventuallyLeads(t *testing.T, c *candidate) {
 	eventually(t, c.name+" leads", handover, func() bool { return c.e.Leading() && c.inLead.Load() })
 }
 
-func newRace(t *testing.T) *race {
+func newRace(t *testing.T, ttl time.Duration) *race {
 	s := consulfake.New()
 	t.Cleanup(s.Close)
-	return &race{t: t, s: s, key: "qufop/scaler/lock"}
+	return &race{t: t, s: s, key: "qufop/scaler/lock", ttl: ttl}
+}
+
+// two starts a and b and waits until one leads and the other waits on the
+// lock (a blocking query on the key, besides the leader's watch). It
+// returns them leader first.
+func (r *race) two() (leader, waiter *candidate) {
+	r.t.Helper()
+	a := r.start("a")
+	eventuallyLeads(r.t, a)
+	b := r.start("b")
+	eventually(r.t, "b waits", handover, func() bool { return r.s.Waiting() >= 2 })
+	leader, waiter = a, b
+	if b.e.Leading() { // a stepped down meanwhile (a very slow machine)
+		leader, waiter = b, a
+	}
+	if !r.heldBy(leader.name) {
+		r.t.Fatalf("the lock is not held by the leader %s", leader.name)
+	}
+	return leader, waiter
 }
 
 // heldBy reports whether the lock key holds name's value under a session.
@@ -163,67 +205,147 @@ func (r *race) heldBy(name string) bool {
 	return err == nil && p != nil && p.Session != "" && string(p.Value) == name && p.Flags == api.LockFlagValue
 }
 
-// Two electors: one leads, its process dies (no more requests reach
-// Consul: no renewal, no release), Consul expires its session, and the
-// other takes over.
-func TestElectorTakeoverWhenTheLeaderDies(t *testing.T) {
+// sessionOf returns the lock holder's session as Consul shows it.
+func (r *race) holderSession() *api.SessionEntry {
+	r.t.Helper()
+	c, err := api.NewClient(&api.Config{Address: r.s.Addr(), Scheme: "http"})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	id := r.s.LockHolder(r.key)
+	if id == "" {
+		r.t.Fatal("nobody holds the lock")
+	}
+	se, _, err := c.Session().Info(id, nil)
+	if err != nil || se == nil {
+		r.t.Fatalf("session %s: %v %v", id, se, err)
+	}
+	return se
+}
+
+// The timings keep the promises made in their doc, for any TTL.
+func TestLockTimings(t *testing.T) {
+	for _, ttl := range []time.Duration{MinLockTTL, fastTTL, DefaultLockTTL, 25 * time.Second, time.Hour, MaxLockTTL} {
+		tm := LockTimings(ttl)
+		t.Logf("TTL %s: check %s, lock delay %s, step down %s, heartbeat %s, session TTL %s",
+			ttl, tm.CheckTTL, tm.LockDelay, tm.StepDown, tm.Heartbeat, tm.SessionTTL)
+		switch {
+		case tm.Heartbeat*2 > tm.StepDown:
+			t.Errorf("TTL %s: step down %s leaves no room for a failed heartbeat (%s)", ttl, tm.StepDown, tm.Heartbeat)
+		case tm.StepDown >= tm.CheckTTL:
+			t.Errorf("TTL %s: the check (%s) may go critical before the leader steps down (%s)", ttl, tm.CheckTTL, tm.StepDown)
+		case tm.StepDown+tm.Heartbeat > tm.LockDelay:
+			t.Errorf("TTL %s: after another invalidation the lock delay %s ends before the leader has stepped down (%s) and stopped", ttl, tm.LockDelay, tm.StepDown)
+		case tm.CheckTTL+tm.LockDelay+tm.poll() > ttl:
+			t.Errorf("TTL %s: a takeover after a crash may take %s", ttl, tm.CheckTTL+tm.LockDelay+tm.poll())
+		case 2*tm.SessionTTL < ttl || tm.SessionTTL < 10*time.Second || tm.SessionTTL > MaxLockTTL:
+			t.Errorf("TTL %s: session TTL %s", ttl, tm.SessionTTL)
+		}
+	}
+}
+
+// What an elector registers: a service of its own with a passing TTL check
+// on the agent, and a session tied to that check and serfHealth, with the
+// lock delay and backstop TTL of its timings; a clean stop removes it all.
+func TestElectorRegistersItsCheck(t *testing.T) {
 	t.Parallel()
-	r := newRace(t)
+	r := newRace(t, 0)
 	a := r.start("a")
 	eventuallyLeads(t, a)
-	b := r.start("b")
-	// b waits on the held lock (a blocking query on the key).
-	eventually(t, "b waits", handover, func() bool { return r.s.Waiting() >= 2 })
-	if b.e.Leading() || !r.heldBy("a") {
-		t.Fatalf("b leads %v, lock held by a %v", b.e.Leading(), r.heldBy("a"))
+	tm := a.e.Timings()
+	se := r.holderSession()
+	if len(se.ServiceChecks) != 1 || len(se.NodeChecks) != 1 || se.NodeChecks[0] != "serfHealth" {
+		t.Fatalf("the session's checks: node %v, service %v; want serfHealth and the elector's", se.NodeChecks, se.ServiceChecks)
 	}
-
-	// a dies: nothing it sends reaches Consul any more; its lead stops
-	// with the process.
-	sess := r.s.LockHolder(r.key)
-	a.net.Cut()
+	check := se.ServiceChecks[0].ID
+	if got := r.s.Checks(); len(got) != 1 || got[check] != "passing" {
+		t.Errorf("agent checks %v, want %s passing", got, check)
+	}
+	if got := r.s.AgentServices(); len(got) != 1 || got[0] != check || !strings.HasPrefix(check, DefaultLockService+"-") {
+		t.Errorf("agent services %v, want %s (under %s)", got, check, DefaultLockService)
+	}
+	if se.LockDelay != tm.LockDelay || se.TTL != tm.SessionTTL.String() || se.Behavior != "release" {
+		t.Errorf("session lock delay %s TTL %s behavior %s, want %s %s release", se.LockDelay, se.TTL, se.Behavior, tm.LockDelay, tm.SessionTTL)
+	}
+	checks, err := newClient(t, r.s).Agent().Checks()
+	if err != nil || checks[check] == nil || checks[check].ServiceName != DefaultLockService || checks[check].Type != "ttl" {
+		t.Errorf("agent checks %v: %v", checks, err)
+	}
 	if err := a.stop(t); err != nil {
-		t.Fatalf("a's Run: %v", err)
+		t.Fatal(err)
 	}
-	if got := r.s.LockHolder(r.key); got != sess {
-		t.Fatalf("the lock is held by %q after a died, want a's session %s still (nothing reached Consul)", got, sess)
+	if len(r.s.Checks()) != 0 || len(r.s.AgentServices()) != 0 || len(r.s.Sessions()) != 0 {
+		t.Errorf("left after a clean stop: checks %v, services %v, sessions %v", r.s.Checks(), r.s.AgentServices(), r.s.Sessions())
 	}
-	// Consul invalidates the session 2 × TTL after its last renewal.
-	start := time.Now()
-	if !r.s.ExpireSession(sess) {
-		t.Fatal("a's session was already gone")
+}
+
+// Two electors: one leads, its process dies (no more requests reach
+// Consul: no check update, no renewal, no release), its check runs out,
+// Consul invalidates its session, and the other takes over once the lock
+// delay is over.
+func TestElectorTakeoverWhenTheLeaderDies(t *testing.T) {
+	t.Parallel()
+	r := newRace(t, fastTTL)
+	leader, other := r.two()
+	sess := r.s.LockHolder(r.key)
+	check := r.holderSession().ServiceChecks[0].ID
+
+	// The leader dies: nothing it sends reaches Consul any more; its lead
+	// stops with the process.
+	died := time.Now()
+	leader.net.Cut()
+	if err := leader.stop(t); err != nil {
+		t.Fatalf("%s's Run: %v", leader.name, err)
 	}
-	eventuallyLeads(t, b)
-	t.Logf("b leads %s after a's session expired (lock delay %s, then consul/api retries after 5 s)",
-		time.Since(start).Round(100*time.Millisecond), DefaultLockDelay)
-	if !r.heldBy("b") {
-		t.Error("the lock key does not hold b's value")
+	if r.s.Checks()[check] == "" {
+		t.Fatalf("%s's check is gone, want it still there (nothing reached Consul)", leader.name)
+	}
+	eventually(t, "the dead leader's session invalidated", handover, func() bool {
+		for _, id := range r.s.Sessions() {
+			if id == sess {
+				return false
+			}
+		}
+		return true
+	})
+	invalidated := time.Now()
+	if got := r.s.Checks()[check]; got != "critical" {
+		t.Errorf("the dead leader's check is %q once its session is gone, want critical", got)
+	}
+	eventuallyLeads(t, other)
+	tm := other.e.Timings()
+	t.Logf("%s leads %s after %s died; its session went %s after (check TTL %s), then %s (lock delay %s)",
+		other.name, time.Since(died).Round(10*time.Millisecond), leader.name, invalidated.Sub(died).Round(10*time.Millisecond),
+		tm.CheckTTL, time.Since(invalidated).Round(10*time.Millisecond), tm.LockDelay)
+	if !r.heldBy(other.name) {
+		t.Errorf("the lock key does not hold %s's value", other.name)
 	}
 }
 
 // A leader that stops releases the lock: the next one takes it without a
-// lock delay, and the stopped one leads no more.
+// lock delay, and the stopped one leads no more; it leaves nothing
+// registered.
 func TestElectorHandoverOnStop(t *testing.T) {
 	t.Parallel()
-	r := newRace(t)
-	a := r.start("a")
-	eventuallyLeads(t, a)
-	b := r.start("b")
-	eventually(t, "b waits", handover, func() bool { return r.s.Waiting() >= 2 })
+	r := newRace(t, 0)
+	a, b := r.two()
 	if err := a.stop(t); err != nil {
-		t.Fatalf("a's Run: %v", err)
+		t.Fatalf("%s's Run: %v", a.name, err)
 	}
 	if a.e.Leading() || a.inLead.Load() {
-		t.Error("a still leads after Run returned")
+		t.Errorf("%s still leads after Run returned", a.name)
 	}
 	eventuallyLeads(t, b)
-	if len(r.s.Sessions()) != 1 {
-		t.Errorf("sessions %v: want only b's (a destroys its own)", r.s.Sessions())
+	if len(r.s.Sessions()) != 1 || len(r.s.Checks()) != 1 || len(r.s.AgentServices()) != 1 {
+		t.Errorf("sessions %v, checks %v, services %v: want only %s's (the other removes its own)",
+			r.s.Sessions(), r.s.Checks(), r.s.AgentServices(), b.name)
 	}
 	if err := b.stop(t); err != nil {
-		t.Fatalf("b's Run: %v", err)
+		t.Fatalf("%s's Run: %v", b.name, err)
 	}
-	eventually(t, "sessions destroyed", handover, func() bool { return len(r.s.Sessions()) == 0 })
+	eventually(t, "sessions destroyed, checks deregistered", handover, func() bool {
+		return len(r.s.Sessions()) == 0 && len(r.s.Checks()) == 0 && len(r.s.AgentServices()) == 0
+	})
 	if r.s.LockHolder(r.key) != "" {
 		t.Error("the lock is still held after both stopped")
 	}
@@ -234,13 +356,10 @@ func TestElectorHandoverOnStop(t *testing.T) {
 // cancelled, the other takes over, and the first competes again.
 func TestElectorSessionInvalidatedUnderTheLeader(t *testing.T) {
 	t.Parallel()
-	r := newRace(t)
-	a := r.start("a")
-	eventuallyLeads(t, a)
-	b := r.start("b")
-	eventually(t, "b waits", handover, func() bool { return r.s.Waiting() >= 2 })
+	r := newRace(t, 0)
+	a, b := r.two()
 	r.s.ExpireSession(r.s.LockHolder(r.key))
-	eventually(t, "a's lead cancelled", handover, func() bool { return !a.inLead.Load() && !a.e.Leading() })
+	eventually(t, "the leader's lead cancelled", handover, func() bool { return !a.inLead.Load() && !a.e.Leading() })
 	eventually(t, "one of them leads again", handover, func() bool { return a.e.Leading() || b.e.Leading() })
 	first, second := a, b
 	if b.e.Leading() {
@@ -253,28 +372,74 @@ func TestElectorSessionInvalidatedUnderTheLeader(t *testing.T) {
 	}
 	eventuallyLeads(t, second)
 	if first == a && a.terms.Load() < 2 {
-		t.Errorf("a led %d times, want 2", a.terms.Load())
+		t.Errorf("%s led %d times, want 2", a.name, a.terms.Load())
 	}
 }
 
+// The leader's check goes critical under it (an operator, or the agent
+// failing it): Consul invalidates the session, the leader stops, and
+// another term begins.
+func TestElectorCheckCriticalUnderTheLeader(t *testing.T) {
+	t.Parallel()
+	r := newRace(t, 0)
+	a, b := r.two()
+	sess := r.s.LockHolder(r.key)
+	if !r.s.SetCheck(r.holderSession().ServiceChecks[0].ID, "critical") {
+		t.Fatal("no such check")
+	}
+	eventually(t, "the leader's lead cancelled", handover, func() bool { return !a.inLead.Load() && !a.e.Leading() })
+	eventually(t, "one of them leads again", handover, func() bool {
+		return (a.e.Leading() || b.e.Leading()) && r.s.LockHolder(r.key) != sess
+	})
+}
+
 // A leader cut off from Consul (a network partition) stops leading by
-// itself once it could not renew its session for a TTL, before Consul
-// (2 × TTL) lets the other one in.
+// itself once Consul has confirmed nothing for StepDown, before its check
+// runs out, and the other one takes over only after that.
 func TestElectorLeaderCutOffStepsDown(t *testing.T) {
 	t.Parallel()
-	r := newRace(t)
-	a := r.start("a")
-	eventuallyLeads(t, a)
-	b := r.start("b")
-	eventually(t, "b waits", handover, func() bool { return r.s.Waiting() >= 2 })
-	a.net.Cut()
-	eventually(t, "a steps down", handover, func() bool { return !a.inLead.Load() && !a.e.Leading() })
-	eventuallyLeads(t, b) // r.active checks that they never overlap
+	r := newRace(t, fastTTL)
+	leader, other := r.two()
+	cut := time.Now()
+	leader.net.Cut()
+	eventually(t, leader.name+" steps down", handover, func() bool { return !leader.inLead.Load() && !leader.e.Leading() })
+	eventuallyLeads(t, other) // r.active checks that they never overlap
+	_, stopped := leader.times()
+	started, _ := other.times()
+	if !stopped.Before(started) {
+		t.Errorf("%s started leading at %s, before %s stopped at %s", other.name, started, leader.name, stopped)
+	}
+	t.Logf("%s stopped leading %s after it was cut off (step down %s); %s led %s after that",
+		leader.name, stopped.Sub(cut).Round(10*time.Millisecond), leader.e.Timings().StepDown,
+		other.name, started.Sub(stopped).Round(10*time.Millisecond))
+}
+
+// The agent loses its servers (no leader): the electors' check updates
+// still succeed (they are the agent's own), but the renewals fail, so the
+// leader steps down; nobody can take the lock meanwhile. Once the servers
+// are back one of them leads again. Never two at once.
+func TestElectorAgentWithoutServers(t *testing.T) {
+	t.Parallel()
+	r := newRace(t, fastTTL)
+	leader, other := r.two()
+	down := time.Now()
+	r.s.SetDown(true)
+	eventually(t, leader.name+" steps down", handover, func() bool { return !leader.inLead.Load() && !leader.e.Leading() })
+	_, stopped := leader.times()
+	t.Logf("%s stopped leading %s after the agent lost its servers (step down %s)",
+		leader.name, stopped.Sub(down).Round(10*time.Millisecond), leader.e.Timings().StepDown)
+	if other.e.Leading() {
+		t.Errorf("%s leads while the agent has no servers", other.name)
+	}
+	r.s.SetDown(false)
+	eventually(t, "one of them leads again", handover, func() bool {
+		return (leader.e.Leading() && leader.inLead.Load()) || (other.e.Leading() && other.inLead.Load())
+	})
 }
 
 func TestElectorNotALock(t *testing.T) {
 	t.Parallel()
-	r := newRace(t)
+	r := newRace(t, 0)
 	c := newClient(t, r.s)
 	if _, err := c.KV().Put(&api.KVPair{Key: r.key, Value: []byte("plain")}, nil); err != nil {
 		t.Fatal(err)
@@ -286,18 +451,23 @@ func TestElectorNotALock(t *testing.T) {
 	if !errors.Is(err, ErrNotALock) || !strings.Contains(err.Error(), r.key) {
 		t.Fatalf("Run: %v, want ErrNotALock naming the key", err)
 	}
-	eventually(t, "session destroyed", handover, func() bool { return len(r.s.Sessions()) == 0 })
+	eventually(t, "session destroyed, check deregistered", handover, func() bool {
+		return len(r.s.Sessions()) == 0 && len(r.s.Checks()) == 0
+	})
 }
 
 func TestElectorBadTTL(t *testing.T) {
-	r := newRace(t)
-	e := NewElector(newClient(t, r.s), "", ElectorOptions{TTL: 5 * time.Second})
+	r := newRace(t, 0)
+	e := NewElector(newClient(t, r.s), "", ElectorOptions{TTL: time.Second})
 	if e.Key() != DefaultLockKey {
 		t.Errorf("key %q, want %q", e.Key(), DefaultLockKey)
 	}
 	err := e.Run(context.Background(), func(context.Context) {})
-	if err == nil || !strings.Contains(err.Error(), "10s to 24h") {
-		t.Fatalf("Run with a 5 s TTL: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "between 2s and 24h0m0s") {
+		t.Fatalf("Run with a 1 s TTL: %v", err)
+	}
+	if len(r.s.Checks()) != 0 {
+		t.Errorf("checks %v registered by a refused Run", r.s.Checks())
 	}
 }
 
@@ -305,7 +475,7 @@ func TestElectorBadTTL(t *testing.T) {
 // the elector takes it again.
 func TestElectorLeadReturns(t *testing.T) {
 	t.Parallel()
-	r := newRace(t)
+	r := newRace(t, 0)
 	c := newClient(t, r.s)
 	e := NewElector(c, r.key, ElectorOptions{Retry: 10 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())

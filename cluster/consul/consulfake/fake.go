@@ -1,7 +1,8 @@
 // Package consulfake is an in-process fake of the parts of the Consul HTTP
 // API that cluster/consul uses: the KV store (/v1/kv/…) with sessions and
-// locks (/v1/session/…, `?acquire=`/`?release=`) and the health endpoint
-// (/v1/health/service/…), with blocking queries.
+// locks (/v1/session/…, `?acquire=`/`?release=`), the agent's own services
+// and TTL checks (/v1/agent/…) that sessions are tied to, and the health
+// endpoint (/v1/health/service/…), with blocking queries.
 //
 // It follows the exchanges recorded against a real Consul 1.16.3 -dev agent
 // (shared/reference/api-transcripts/07 and 08): status codes, the
@@ -35,9 +36,32 @@
 // 1.16.3 does. The fake's clock for TTLs and lock delays can be moved on
 // (Advance, SetClock), and ExpireSession plays a TTL running out.
 //
+// The agent's services and checks follow testdata/sessions-1.16.3.md
+// §13–§19: `PUT /v1/agent/service/register` with TTL checks (Check,
+// Checks; a check without Status starts critical; CheckID defaults to
+// "service:<id>", Name to "Service '<name>' check"; DeregisterCriticalServiceAfter,
+// at least 1m), `/v1/agent/service/deregister/<id>`,
+// `/v1/agent/check/register` (with a ServiceID), `/v1/agent/check/update/<id>`
+// (passing, warning or critical, which restarts the TTL),
+// `/v1/agent/check/deregister/<id>` and `GET /v1/agent/checks`, with
+// Consul's 400 and 404 texts. A TTL check not updated for its TTL turns
+// critical ("TTL expired (last output before timeout follows): …"); a
+// service critical for its DeregisterCriticalServiceAfter is removed. A
+// session may be tied to checks in NodeChecks (default ["serfHealth"]),
+// ServiceChecks or the legacy Checks: each must exist and not be critical
+// ("apply failed: Missing check '<id>' registration", "apply failed: Check
+// '<id>' is in critical state"), and the session is invalidated (with its
+// lock delay) the moment one goes critical or is deregistered. The agent
+// endpoints answer while SetDown, as a real agent's do; what happened to
+// the checks meanwhile reaches the sessions when the servers are back.
+// Checks and SetCheck show and set the checks.
+//
 // Not modelled: ACLs, datacenters, namespaces, `?stale`/`?consistent`, tag
 // filters and `?filter=`, the jitter Consul adds to a blocking wait,
-// session checks other than serfHealth, semaphores.
+// checks other than TTL ones, node checks (refused: on Consul a critical
+// one takes every service of the node out of `?passing`, §19), the
+// agent's services in the catalog and health endpoints, the 30 s period of
+// Consul's reaper, semaphores.
 package consulfake
 
 import (
@@ -87,11 +111,13 @@ type Server struct {
 	down      bool
 
 	sessions  map[string]*session
-	sessIndex uint64               // index of the last session change
-	lockDelay map[string]time.Time // key -> end of its lock delay
-	clock     func() time.Time     // nil: time.Now
-	offset    time.Duration        // Advance
-	quit      chan struct{}        // stops the janitor
+	sessIndex uint64                   // index of the last session change
+	services  map[string]*agentService // the agent's own (/v1/agent/service/register)
+	checks    map[string]*agentCheck   // the agent's TTL checks
+	lockDelay map[string]time.Time     // key -> end of its lock delay
+	clock     func() time.Time         // nil: time.Now
+	offset    time.Duration            // Advance
+	quit      chan struct{}            // stops the janitor
 }
 
 type kvEntry struct {
@@ -128,6 +154,8 @@ func New() *Server {
 		changed:   make(chan struct{}),
 		sessIndex: 20,
 		sessions:  map[string]*session{},
+		services:  map[string]*agentService{},
+		checks:    map[string]*agentCheck{},
 		lockDelay: map[string]time.Time{},
 		quit:      make(chan struct{}),
 	}
@@ -172,11 +200,16 @@ func (s *Server) Index() uint64 {
 
 // SetDown(true) makes every request (and every held blocking query) fail
 // with 500 "No cluster leader", as an agent without a leader does;
-// SetDown(false) brings it back with its state intact.
+// SetDown(false) brings it back with its state intact. The agent's own
+// endpoints (/v1/agent/…) still answer meanwhile, as a real agent's do:
+// its services and checks live on the agent, and what changed in them
+// reaches the servers (sessions tied to a check that went critical are
+// invalidated) when they are back.
 func (s *Server) SetDown(down bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.down = down
+	s.syncChecksLocked()
 	// Wake held queries; they answer 500 while down. No index change.
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -290,6 +323,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	down := s.down
 	s.expireLocked()
 	s.mu.Unlock()
+	if strings.HasPrefix(r.URL.Path, "/v1/agent/") {
+		s.serveAgent(w, r, strings.TrimPrefix(r.URL.Path, "/v1/agent/"))
+		return
+	}
 	if down {
 		failDown(w)
 		return

@@ -35,7 +35,12 @@ type session struct {
 	Behavior  string
 	TTL       string // as given
 	ttl       time.Duration
-	checks    []string // node checks
+	// The checks it is tied to, as shown: NodeChecks (never nil),
+	// ServiceChecks and the legacy Checks. Consul looks every ID up among
+	// the node's checks, whichever list names it (§13).
+	nodeChecks    []string
+	serviceChecks []string
+	legacyChecks  []string
 	// expires is when the TTL timer invalidates the session (zero: no TTL).
 	expires     time.Time
 	CreateIndex uint64
@@ -51,17 +56,35 @@ type sessionJSON struct {
 	Behavior      string
 	TTL           string
 	NodeChecks    []string
-	ServiceChecks []struct{}
+	ServiceChecks []serviceCheckJSON
+	Checks        []string `json:",omitempty"`
 	CreateIndex   uint64
 	ModifyIndex   uint64
 }
 
+type serviceCheckJSON struct {
+	ID        string
+	Namespace string
+}
+
 func (se *session) json() sessionJSON {
-	return sessionJSON{
+	out := sessionJSON{
 		ID: se.ID, Name: se.Name, Node: se.Node, LockDelay: se.LockDelay, Behavior: se.Behavior,
-		TTL: se.TTL, NodeChecks: append([]string(nil), se.checks...),
+		TTL: se.TTL, NodeChecks: append([]string{}, se.nodeChecks...),
+		Checks:      append([]string(nil), se.legacyChecks...),
 		CreateIndex: se.CreateIndex, ModifyIndex: se.ModifyIndex,
 	}
+	for _, c := range se.serviceChecks {
+		out.ServiceChecks = append(out.ServiceChecks, serviceCheckJSON{ID: c})
+	}
+	return out
+}
+
+// allChecks lists every check the session is tied to.
+func (se *session) allChecks() []string {
+	out := append([]string(nil), se.legacyChecks...)
+	out = append(out, se.nodeChecks...)
+	return append(out, se.serviceChecks...)
 }
 
 // SetClock makes the fake read the time from now instead of time.Now, for
@@ -128,8 +151,11 @@ func (s *Server) LockHolder(key string) string {
 	return ""
 }
 
-// expireLocked invalidates the sessions whose TTL timer ran out.
+// expireLocked runs the agent's TTL checks (a check that ran out
+// invalidates its sessions) and invalidates the sessions whose TTL timer
+// ran out.
 func (s *Server) expireLocked() {
+	s.expireChecksLocked()
 	now := s.nowLocked()
 	var due []string
 	for id, se := range s.sessions {
@@ -247,10 +273,11 @@ func (s *Server) sessionCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req struct {
-		Name, Node, Behavior, TTL string
-		LockDelay                 json.RawMessage
-		Checks, NodeChecks        []string
-		ServiceChecks             []json.RawMessage
+		Name, Behavior, TTL string
+		Node                *string
+		LockDelay           json.RawMessage
+		Checks, NodeChecks  *[]string
+		ServiceChecks       []struct{ ID, Namespace string }
 	}
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, &req); err != nil {
@@ -259,9 +286,13 @@ func (s *Server) sessionCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	se := &session{Name: req.Name, Node: req.Node, Behavior: req.Behavior, TTL: req.TTL, LockDelay: defaultLockDelay}
-	if se.Node == "" {
-		se.Node = nodeName
+	se := &session{Name: req.Name, Node: nodeName, Behavior: req.Behavior, TTL: req.TTL, LockDelay: defaultLockDelay}
+	if req.Node != nil {
+		if *req.Node == "" {
+			serverError(w, "Must provide Node") // §13c
+			return
+		}
+		se.Node = *req.Node
 	}
 	if d, msg := parseLockDelay(req.LockDelay); msg != "" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -290,24 +321,37 @@ func (s *Server) sessionCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		se.ttl = d
 	}
-	checks := append(req.Checks, req.NodeChecks...)
-	if req.Checks == nil && req.NodeChecks == nil {
-		checks = []string{"serfHealth"}
+	// The checks (§13b): NodeChecks default to serfHealth; legacy Checks
+	// are kept and shown unless they are just serfHealth, and an empty
+	// Checks empties the default NodeChecks.
+	se.nodeChecks = []string{serfHealth}
+	if req.NodeChecks != nil {
+		se.nodeChecks = append([]string{}, *req.NodeChecks...)
 	}
-	for _, c := range checks {
-		if c != "serfHealth" {
-			// Only the agent's own serfHealth check exists on the fake.
-			serverError(w, "Missing check '%s' registration", c)
+	if req.Checks != nil {
+		switch c := *req.Checks; {
+		case len(c) == 0:
+			if req.NodeChecks == nil {
+				se.nodeChecks = []string{}
+			}
+		case len(c) == 1 && c[0] == serfHealth:
+		default:
+			se.legacyChecks = append([]string(nil), c...)
+		}
+	}
+	for _, c := range req.ServiceChecks {
+		se.serviceChecks = append(se.serviceChecks, c.ID)
+	}
+
+	s.mu.Lock()
+	s.expireLocked()
+	for _, c := range se.allChecks() {
+		if msg := s.checkForSessionLocked(c); msg != "" {
+			s.mu.Unlock()
+			serverError(w, "%s", msg)
 			return
 		}
 	}
-	if len(req.ServiceChecks) > 0 {
-		badRequest(w, "consulfake: service checks of sessions are not modelled")
-		return
-	}
-	se.checks = checks
-
-	s.mu.Lock()
 	idx := s.bumpLocked()
 	se.ID = newUUID()
 	se.CreateIndex, se.ModifyIndex = idx, idx

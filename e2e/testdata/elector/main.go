@@ -22,6 +22,7 @@ func main() {
 	addr := flag.String("consul-addr", "127.0.0.1:8500", "Consul HTTP address")
 	key := flag.String("lock-key", consul.DefaultLockKey, "lock key")
 	name := flag.String("name", "elector", "value kept in the key while leading")
+	ttl := flag.Duration("lock-ttl", consul.DefaultLockTTL, "the elector's TTL: a dead leader is replaced within it")
 	flag.Parse()
 	cfg := api.DefaultConfig()
 	cfg.Address = *addr
@@ -32,6 +33,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	e := consul.NewElector(client, *key, consul.ElectorOptions{
+		TTL:   *ttl,
 		Value: []byte(*name),
 		Logf:  func(f string, a ...any) { log.Printf(f, a...) },
 	})
