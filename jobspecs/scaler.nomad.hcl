@@ -7,22 +7,25 @@
 #   nomad job run jobspecs/scaler.nomad.hcl
 #   nomad job run -var 'prometheus=http://10.0.0.7:9090' jobspecs/scaler.nomad.hcl
 #
-# Two instances (var.count): they compete for a Consul lock (a session with a
-# TTL and the KV key var.lock_key) and only the holder decides; /health says
-# which one leads ("leader": true). When the leader stops (an update, a drain,
-# `nomad alloc stop`) it releases the lock and the other takes over at once;
-# when it dies without releasing (a crash, its node lost), Consul expires its
-# session 2 × var.lock_ttl after its last renewal and the other takes over a
-# few seconds later. Nomad's scheduler places the two on different nodes when
-# it can (it scores allocations of one job on one node down), on the same one
-# otherwise: the port is dynamic.
+# Two instances (var.count): they compete for a Consul lock (the KV key
+# var.lock_key held with a session tied to a TTL check that each registers on
+# its node's Consul agent, service qufop-lock) and only the holder decides;
+# /health says which one leads ("leader": true). When the leader stops (an
+# update, a drain, `nomad alloc stop`) it releases the lock and the other
+# takes over at once; when it dies without releasing (a crash, its node
+# lost), its check goes critical var.lock_ttl/2 after its last update, Consul
+# invalidates its session then, and the other takes over after a lock delay
+# of 2/5 var.lock_ttl: within var.lock_ttl. Nomad's scheduler places the two
+# on different nodes when it can (it scores allocations of one job on one node
+# down), on the same one otherwise: the port is dynamic.
 #
 # Needs on its clients: the Docker driver with the image var.image present
 # locally (force_pull is off), and Nomad and Consul agents on the node (the
 # addresses below). No admin keys: the scaler does not call the management
 # API, it reads and writes Consul KV and scales Nomad jobs. With ACLs on it
 # needs NOMAD_TOKEN (scale the ufop-* jobs: submit-job, or scale-job, in their
-# namespace) and CONSUL_HTTP_TOKEN (key qufop/ read-write, sessions): a
+# namespace) and CONSUL_HTTP_TOKEN (key qufop/ read-write, sessions, service
+# qufop-lock write for the lock's check): a
 # template from Nomad Variables, as for the builder (jobspecs/README.md).
 
 variable "datacenters" {
@@ -82,9 +85,9 @@ variable "lock_key" {
 }
 
 variable "lock_ttl" {
-  # Consul allows 10s to 24h. A dead leader's lock frees 2 × TTL after its
-  # last renewal at the latest; a stopped leader's at once.
-  description = "TTL of the lock's Consul session (--lock-ttl)."
+  # 2s to 24h. A dead leader is replaced within it (its check runs out after
+  # half of it, then a lock delay of 2/5); a stopped leader at once.
+  description = "How soon a dead scaler is replaced (--lock-ttl)."
   type        = string
   default     = "10s"
 }
