@@ -196,6 +196,13 @@ func TestScalerOnDev(t *testing.T) {
 	code, _, body := p.get("/demo/sample.jpg?" + name + "/sleep/1")
 	assert.Equal(t, http.StatusOK, code, body)
 	assert.Contains(t, body, `"slept_ms":1`)
+	// The same after a restart of qufop dev at 0 instances (nothing to
+	// adopt: the scaler deploys the UFOP again).
+	p.waitCount(name, 0)
+	p.stop()
+	p.start()
+	code, _, body = p.get("/demo/sample.jpg?" + name + "/sleep/1")
+	assert.Equal(t, http.StatusOK, code, body)
 
 	// Manual counts again: resize works, outside the old range too.
 	p.must("scale-policy", name, "--off")

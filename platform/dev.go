@@ -156,7 +156,7 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 
 	// The scaler reads the dispatcher's figures in process and is woken
 	// as soon as a step has to wait.
-	d.scaler = scaler.New(scaler.Config{Logger: log}, dispatchSource{d.dispatch}, nil, rt, keeper)
+	d.scaler = scaler.New(scaler.Config{Logger: log}, dispatchSource{d.dispatch}, nil, d.ctl.server.ScaleTarget(), keeper)
 	d.dispatch.SetOnWait(d.scaler.Wake)
 	// On scale-in the instances that go are the least busy, and finish
 	// the steps the gateway has in flight at them before they stop.
