@@ -38,6 +38,20 @@ func consulClient(addr string) (*consulapi.Client, string, error) {
 	return c, cfg.Address, nil
 }
 
+// nomadClient is a Nomad API client of addr ("": NOMAD_ADDR or the local
+// agent; the token from NOMAD_TOKEN, ...).
+func nomadClient(addr string) (*nomadapi.Client, string, error) {
+	cfg := nomadapi.DefaultConfig()
+	if addr != "" {
+		cfg.Address = addr
+	}
+	c, err := nomadapi.NewClient(cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("nomad: %w", err)
+	}
+	return c, cfg.Address, nil
+}
+
 // consulKeeper is the Keeper on Consul KV under qufop/.
 func consulKeeper(c *consulapi.Client) *ufop.Keeper {
 	return ufop.NewKeeper(consul.NewKV(c, consul.DefaultPrefix))
@@ -171,15 +185,11 @@ func NewBuilder(ctx context.Context, cfg BuilderConfig) (_ *Builder, err error) 
 	if err != nil {
 		return nil, err
 	}
-	ncfg := nomadapi.DefaultConfig()
-	if cfg.NomadAddr != "" {
-		ncfg.Address = cfg.NomadAddr
-	}
-	nc, err := nomadapi.NewClient(ncfg)
+	nc, nomadAddr, err := nomadClient(cfg.NomadAddr)
 	if err != nil {
-		return nil, fmt.Errorf("nomad: %w", err)
+		return nil, err
 	}
-	b.nomad, b.consul = ncfg.Address, consulAddr
+	b.nomad, b.consul = nomadAddr, consulAddr
 	dc, err := dockerClient(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%v: the builder builds images with it", err)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	nomadapi "github.com/hashicorp/nomad/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -79,15 +78,11 @@ func NewScaler(ctx context.Context, cfg ScalerConfig) (_ *Scaler, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ncfg := nomadapi.DefaultConfig()
-	if cfg.NomadAddr != "" {
-		ncfg.Address = cfg.NomadAddr
-	}
-	nc, err := nomadapi.NewClient(ncfg)
+	nc, nomadAddr, err := nomadClient(cfg.NomadAddr)
 	if err != nil {
-		return nil, fmt.Errorf("nomad: %w", err)
+		return nil, err
 	}
-	s.nomad, s.consul = ncfg.Address, consulAddr
+	s.nomad, s.consul = nomadAddr, consulAddr
 
 	var src scaler.Source
 	if cfg.Prometheus != "" {
