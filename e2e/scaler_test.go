@@ -92,16 +92,6 @@ func (p *platform) info(name string) infoJSON {
 	return in
 }
 
-func (p *platform) healthy(name string) int {
-	n := 0
-	for _, in := range p.state(name).Instances {
-		if in.Healthy {
-			n++
-		}
-	}
-	return n
-}
-
 // waitCount waits (generously: containers start on a loaded machine) until
 // the UFOP runs exactly n instances, all healthy.
 func (p *platform) waitCount(name string, n int) {

@@ -53,32 +53,15 @@ type agentCheck struct {
 	criticalSince   time.Time
 }
 
-// agentCheckJSON is a check as GET /v1/agent/checks shows it (1.16.3).
-type agentCheckJSON struct {
-	Node        string
-	CheckID     string
-	Name        string
-	Status      string
-	Notes       string
-	Output      string
-	ServiceID   string
-	ServiceName string
-	ServiceTags []string
-	Type        string
-	Interval    string
-	Timeout     string
-	ExposedPort int
-	Definition  struct{}
-	CreateIndex uint64
-	ModifyIndex uint64
-}
+// A check as GET /v1/agent/checks shows it (1.16.3) has the fields of the
+// health endpoint's checks: checkJSON.
 
-func (c *agentCheck) json() agentCheckJSON {
+func (c *agentCheck) json() checkJSON {
 	tags := c.ServiceTags
 	if tags == nil {
 		tags = []string{}
 	}
-	return agentCheckJSON{
+	return checkJSON{
 		Node: nodeName, CheckID: c.ID, Name: c.Name, Status: c.Status, Notes: c.Notes, Output: c.Output,
 		ServiceID: c.ServiceID, ServiceName: c.ServiceName, ServiceTags: tags, Type: "ttl",
 	}
@@ -234,7 +217,7 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request, rest string)
 	case op == "checks" && r.Method == http.MethodGet:
 		s.mu.Lock()
 		s.expireLocked()
-		out := map[string]agentCheckJSON{}
+		out := map[string]checkJSON{}
 		for cid, c := range s.checks {
 			out[cid] = c.json()
 		}
