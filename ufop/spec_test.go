@@ -128,12 +128,20 @@ func TestFlavors(t *testing.T) {
 
 // FuzzParseSpec: never panics; what it accepts is complete and in range.
 func FuzzParseSpec(f *testing.F) {
-	seeds, _ := filepath.Glob("testdata/*.yaml")
-	for _, p := range seeds {
-		if b, err := os.ReadFile(p); err == nil {
-			f.Add(b)
-		}
+	// The specs of the examples are the real fixtures: a seed corpus that
+	// silently went empty would leave the fuzzer to find YAML by itself.
+	seeds, _ := filepath.Glob("../examples/*/ufop.yaml")
+	if len(seeds) == 0 {
+		f.Fatal("no ../examples/*/ufop.yaml to seed from")
 	}
+	for _, p := range seeds {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("image: ubuntu\nbuild_script:\n  - echo a\n  - |\n    echo b\nrun: ./x\nprotocol: uop\nhealth: /h\nenv:\n  A: \"1\"\n  B: two\nflavor: C2M4\nconcurrency: 3\ntimeout: 1m\nkill_timeout: 5s\n"))
 	f.Add([]byte("image: ubuntu\nrun: x\n"))
 	f.Add([]byte("image: ubuntu\nrun: x\nenv:\n  A: 1\ntimeout: 3\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
