@@ -224,5 +224,9 @@ func (d *Dispatcher) run(ctx context.Context, rec *ufop.Record, cmd fop.Cmd, in 
 		}
 		return fop.Blob{}, err
 	}
-	return fop.Blob{Data: out.Data, MIME: out.MIME}, nil
+	res := fop.Blob{Data: out.Data, MIME: out.MIME}
+	if ep.Version > 0 { // 0: the Catalog does not say (no version tag)
+		res.Version = versionOf(rec, ep.Version)
+	}
+	return res, nil
 }

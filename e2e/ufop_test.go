@@ -224,6 +224,29 @@ type stateJSON struct {
 	} `json:"instances"`
 }
 
+// etag GETs path with If-None-Match ifNoneMatch (none if ""), and returns
+// the ETag of a 200, or "" for a 304; anything else fails the test.
+func (p *platform) etag(t *testing.T, path, ifNoneMatch string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, p.base+path, nil)
+	require.NoError(t, err)
+	if ifNoneMatch != "" {
+		req.Header.Set("If-None-Match", ifNoneMatch)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNotModified:
+		return ""
+	case http.StatusOK:
+		return resp.Header.Get("ETag")
+	}
+	t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+	return ""
+}
+
 func (p *platform) state(name string) stateJSON {
 	var s stateJSON
 	out := p.must("state", name, "--json")
@@ -276,6 +299,11 @@ func TestUFOPLifecycle(t *testing.T) {
 	assert.Equal(t, 599, code)
 	assert.Contains(t, body, "unknown sub-command")
 
+	// Results carry an ETag that revalidates while nothing changes.
+	etag1 := p.etag(t, "/demo/sample.jpg?"+name+"/md5", "")
+	require.NotEmpty(t, etag1)
+	assert.Equal(t, "", p.etag(t, "/demo/sample.jpg?"+name+"/md5", etag1), "unchanged: 304")
+
 	// v2 speaks /uop: the input comes through a signed blob URL.
 	p.must("build", name, "-f", demoSource(t, demoBin, "uop", ""), "-d", "v2")
 	p.must("chver", name, "-c", "2")
@@ -327,6 +355,16 @@ func TestUFOPLifecycle(t *testing.T) {
 	code, _, body = p.get("/demo/sample.jpg?" + name + "/md5")
 	require.Equal(t, 200, code, body)
 	assert.Contains(t, body, hex.EncodeToString(sum[:]))
+
+	// A result of v1 is not revalidated as v2's (the gateway may hold the
+	// old record for its cache's second).
+	var etag2 string
+	require.Eventually(t, func() bool {
+		etag2 = p.etag(t, "/demo/sample.jpg?"+name+"/md5", etag1)
+		return etag2 != ""
+	}, 10*time.Second, 100*time.Millisecond, "after the upgrade, If-None-Match with v1's ETag still gets 304")
+	assert.NotEqual(t, etag1, etag2)
+	assert.Equal(t, "", p.etag(t, "/demo/sample.jpg?"+name+"/md5", etag2), "v2's result revalidates")
 
 	// Logs of an instance.
 	assert.Contains(t, p.must("logs", name, "-index", "1"), "uop")

@@ -18,6 +18,10 @@ type Blob struct {
 	// Bucket and Key name the stored object the chain started from; they
 	// travel along the chain (UFOPs receive them).
 	Bucket, Key string
+	// Version is the version of what made Data, when the step knows it
+	// better than its Versioner did before it ran (a UFOP step served by a
+	// canary of a newer version); "" otherwise.
+	Version string
 }
 
 type reqIDKey struct{}
@@ -54,6 +58,15 @@ func (f ProcessorFunc) Process(ctx context.Context, cmd Cmd, in Blob) (Blob, err
 // source is fetched or any step runs.
 type Validator interface {
 	Validate(cmd Cmd) error
+}
+
+// Versioner is implemented by processors whose output for the same input
+// and command can change: between releases of the built-in commands (a new
+// encoder, a bug fix) or between versions of a UFOP. The gateway puts the
+// versions of a chain's steps in its result's ETag, so a client or CDN
+// holding the old output revalidates to the new one instead of getting 304.
+type Versioner interface {
+	Version() string
 }
 
 // Registry maps command names to the processors that run them.

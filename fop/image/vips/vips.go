@@ -69,6 +69,10 @@ func Startup() error {
 // ThreadShutdown frees libvips' per-thread buffers of the calling OS thread.
 func ThreadShutdown() { C.qf_thread_shutdown() }
 
+// Version is the version of the libvips linked, "8.14.1": its encoders and
+// resamplers decide the bytes of a result.
+func Version() string { return C.GoString(C.vips_version_string()) }
+
 // TrackedMemory returns the bytes libvips has allocated for pixel buffers now
 // and at most since start.
 func TrackedMemory() (now, highwater uint64) {
