@@ -22,6 +22,9 @@ import (
 // object serves GET/HEAD /<bucket>/<key>[?<chain>][&k=v...].
 func (s *Server) object(c *gin.Context) {
 	key := strings.TrimPrefix(c.Param("key"), "/")
+	// Until the chain is resolved its first name is only what the client
+	// sent: the metrics call it "other" (see otherCommand).
+	c.Set(ctxCommand, otherCommand)
 	chain, err := fop.Parse(c.Request.URL.RawQuery)
 	if err != nil {
 		s.fail(c, err)
@@ -29,7 +32,7 @@ func (s *Server) object(c *gin.Context) {
 	}
 	if chain.Empty() {
 		c.Set(ctxCommand, "-")
-	} else {
+	} else if _, builtin := s.cmds[chain.Cmds[0].Name]; builtin {
 		c.Set(ctxCommand, chain.Cmds[0].Name)
 	}
 	b, err := s.buckets.Bucket(c.Param("bucket"))
@@ -37,9 +40,16 @@ func (s *Server) object(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	// The request's deadline covers the lookups of its steps too: a KV
+	// store that stops answering costs a 504, not a stuck request.
+	ctx, cancel := context.WithTimeout(fop.WithReqID(c.Request.Context(), c.GetString(ctxReqID)), s.cfg.RequestTimeout)
+	defer cancel()
 	// Check the whole chain before reading the object: a bad step anywhere
 	// is a 400 that costs no I/O.
-	steps, err := s.resolve(c.Request.Context(), chain, b.Name())
+	steps, err := s.resolve(ctx, chain, b.Name())
+	if len(steps) > 0 && steps[0].p != nil {
+		c.Set(ctxCommand, chain.Cmds[0].Name) // a built-in or a UFOP that exists
+	}
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -48,8 +58,6 @@ func (s *Server) object(c *gin.Context) {
 		s.download(c, b, key, chain)
 		return
 	}
-	ctx, cancel := context.WithTimeout(fop.WithReqID(c.Request.Context(), c.GetString(ctxReqID)), s.cfg.RequestTimeout)
-	defer cancel()
 	res, err := s.run(ctx, b, key, chain, steps, c.GetHeader("If-None-Match"))
 	if err != nil {
 		s.fail(c, err)
@@ -98,15 +106,9 @@ func (s *Server) run(ctx context.Context, b storage.Bucket, key string, chain fo
 	if obj.Size > s.cfg.MaxSourceBytes {
 		return result{}, errs.BadRequest("source is %d bytes, over the %d-byte limit of synchronous processing", obj.Size, s.cfg.MaxSourceBytes)
 	}
-	// The result of a chain on an unchanged object by unchanged processors
-	// is the same: its ETag is derived from the object, the chain and the
-	// version of every step, so CDNs and browsers revalidate without a
-	// rerun, and get the new output after an upgrade.
-	versions := make([]string, len(steps))
-	for i, sp := range steps {
-		versions[i] = sp.version()
-	}
-	etag := resultETag(obj.ETag, chain.Raw, versions)
+	// The result of a chain on an unchanged object is the same: its ETag is
+	// derived from both, so CDNs and browsers revalidate without a rerun.
+	etag := resultETag(obj.ETag, chain.Raw)
 	if etag != "" && etagMatch(ifNoneMatch, etag) {
 		return result{etag: etag, notModified: true}, nil
 	}
@@ -117,20 +119,11 @@ func (s *Server) run(ctx context.Context, b storage.Bucket, key string, chain fo
 	rc.Close()
 
 	blob := fop.Blob{Data: data, MIME: obj.MIME, Bucket: b.Name(), Key: key}
-	served := false // a step ran another version than resolved (a canary)
 	for i, cmd := range chain.Cmds {
 		blob, err = s.step(ctx, steps[i], cmd, blob)
 		if err != nil {
 			return result{}, err
 		}
-		if blob.Version != "" && blob.Version != versions[i] {
-			versions[i], served = blob.Version, true
-		}
-	}
-	if served {
-		// The ETag names what made these bytes, so the client's next
-		// If-None-Match is checked against the version that made them.
-		etag = resultETag(obj.ETag, chain.Raw, versions)
 	}
 	return result{blob: blob, etag: etag}, nil
 }
@@ -142,26 +135,20 @@ type stepProc struct {
 	builtin bool
 }
 
-// version is the version of the step's processor, "" if it has none.
-func (sp stepProc) version() string {
-	if v, ok := sp.p.(fop.Versioner); ok {
-		return v.Version()
-	}
-	return ""
-}
-
 // resolve finds the processor of every step and lets built-ins check their
-// parameters. bucket's owner is the caller of the chain's UFOPs.
+// parameters. bucket's owner is the caller of the chain's UFOPs. On an
+// error the steps found before it are still returned (their p set), so
+// that the metrics may name a chain by a first command that exists.
 func (s *Server) resolve(ctx context.Context, chain fop.Chain, bucket string) ([]stepProc, error) {
 	steps := make([]stepProc, len(chain.Cmds))
 	for i, cmd := range chain.Cmds {
 		if p, ok := s.cmds[cmd.Name]; ok {
+			steps[i] = stepProc{p: p, builtin: true}
 			if v, ok := p.(fop.Validator); ok {
 				if err := v.Validate(cmd); err != nil {
-					return nil, err
+					return steps, err
 				}
 			}
-			steps[i] = stepProc{p: p, builtin: true}
 			continue
 		}
 		if s.ufops != nil {
@@ -171,14 +158,14 @@ func (s *Server) resolve(ctx context.Context, chain fop.Chain, bucket string) ([
 			}
 			p, err := s.ufops.Resolve(ctx, cmd, caller)
 			if err != nil {
-				return nil, err
+				return steps, err
 			}
 			if p != nil {
 				steps[i] = stepProc{p: p}
 				continue
 			}
 		}
-		return nil, cmd.Errorf("unknown command %q", cmd.Name)
+		return steps, cmd.Errorf("unknown command %q", cmd.Name)
 	}
 	return steps, nil
 }
@@ -205,11 +192,6 @@ func (s *Server) step(ctx context.Context, sp stepProc, cmd fop.Cmd, in fop.Blob
 	}
 	out.Derived = true
 	out.Bucket, out.Key = in.Bucket, in.Key
-	if sp.builtin {
-		// A built-in may hand its input back (ignore-error): the version
-		// of the step before is not this step's.
-		out.Version = ""
-	}
 	if out.MIME == "" {
 		out.MIME = http.DetectContentType(out.Data)
 	}
@@ -268,21 +250,12 @@ func readAll(r io.Reader, size, max int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// resultETag is the strong ETag of a chain's result: a hash of the source's
-// ETag, the chain and the version of each step's processor ("" for none).
-func resultETag(srcETag, chain string, versions []string) string {
+func resultETag(srcETag, chain string) string {
 	if srcETag == "" {
 		return ""
 	}
-	h := sha1.New()
-	h.Write([]byte(srcETag + "|" + chain))
-	for _, v := range versions {
-		// NUL cannot occur in a version or a chain: no two lists of
-		// versions hash alike.
-		h.Write([]byte{0})
-		h.Write([]byte(v))
-	}
-	return `"` + hex.EncodeToString(h.Sum(nil)[:12]) + `"`
+	h := sha1.Sum([]byte(srcETag + "|" + chain))
+	return `"` + hex.EncodeToString(h[:12]) + `"`
 }
 
 func etagMatch(header, etag string) bool {

@@ -26,11 +26,11 @@ func newMetrics() *metrics {
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "requests_total",
-			Help: "Requests served, by the first command of the chain (\"-\" for plain downloads) and HTTP status.",
+			Help: "Requests served, by the first command of the chain (\"-\" for plain downloads, \"other\" when it is neither a built-in command nor a UFOP) and HTTP status.",
 		}, []string{"command", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "request_duration_seconds",
-			Help:    "Request latency, by the first command of the chain.",
+			Help:    "Request latency, by the first command of the chain (as in requests_total).",
 			Buckets: buckets,
 		}, []string{"command"}),
 		steps: prometheus.NewCounterVec(prometheus.CounterOpts{

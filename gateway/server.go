@@ -190,6 +190,12 @@ const (
 	ctxError   = "qufop.error"
 )
 
+// otherCommand is the command label of a request whose chain does not
+// start with a built-in command or a UFOP that exists (an unknown name, a
+// chain that does not parse, a UFOP whose lookup failed). Labels are only
+// the names this gateway knows, so what a client sends cannot make series.
+const otherCommand = "other"
+
 func (s *Server) accessLog(c *gin.Context) {
 	start := time.Now()
 	s.m.inFlight.Inc()
@@ -215,7 +221,7 @@ func (s *Server) logging() bool { return s.log.Enabled(context.Background(), slo
 // access is what the access log and the metrics record of one request.
 type access struct {
 	start                      time.Time
-	cmd                        string // first command of the chain, "-" without one, "" for other routes
+	cmd                        string // first command of the chain, "-" without one, otherCommand, "" for other routes
 	status                     int
 	err                        error
 	reqID, remote, method, uri string
