@@ -106,9 +106,15 @@ func (s *Server) run(ctx context.Context, b storage.Bucket, key string, chain fo
 	if obj.Size > s.cfg.MaxSourceBytes {
 		return result{}, errs.BadRequest("source is %d bytes, over the %d-byte limit of synchronous processing", obj.Size, s.cfg.MaxSourceBytes)
 	}
-	// The result of a chain on an unchanged object is the same: its ETag is
-	// derived from both, so CDNs and browsers revalidate without a rerun.
-	etag := resultETag(obj.ETag, chain.Raw)
+	// The result of a chain on an unchanged object by unchanged processors
+	// is the same: its ETag is derived from the object, the chain and the
+	// version of every step, so CDNs and browsers revalidate without a
+	// rerun, and get the new output after an upgrade.
+	versions := make([]string, len(steps))
+	for i, sp := range steps {
+		versions[i] = sp.version()
+	}
+	etag := resultETag(obj.ETag, chain.Raw, versions)
 	if etag != "" && etagMatch(ifNoneMatch, etag) {
 		return result{etag: etag, notModified: true}, nil
 	}
@@ -119,11 +125,20 @@ func (s *Server) run(ctx context.Context, b storage.Bucket, key string, chain fo
 	rc.Close()
 
 	blob := fop.Blob{Data: data, MIME: obj.MIME, Bucket: b.Name(), Key: key}
+	served := false // a step ran another version than resolved (a canary)
 	for i, cmd := range chain.Cmds {
 		blob, err = s.step(ctx, steps[i], cmd, blob)
 		if err != nil {
 			return result{}, err
 		}
+		if blob.Version != "" && blob.Version != versions[i] {
+			versions[i], served = blob.Version, true
+		}
+	}
+	if served {
+		// The ETag names what made these bytes, so the client's next
+		// If-None-Match is checked against the version that made them.
+		etag = resultETag(obj.ETag, chain.Raw, versions)
 	}
 	return result{blob: blob, etag: etag}, nil
 }
@@ -133,6 +148,14 @@ func (s *Server) run(ctx context.Context, b storage.Bucket, key string, chain fo
 type stepProc struct {
 	p       fop.Processor
 	builtin bool
+}
+
+// version is the version of the step's processor, "" if it has none.
+func (sp stepProc) version() string {
+	if v, ok := sp.p.(fop.Versioner); ok {
+		return v.Version()
+	}
+	return ""
 }
 
 // resolve finds the processor of every step and lets built-ins check their
@@ -192,6 +215,11 @@ func (s *Server) step(ctx context.Context, sp stepProc, cmd fop.Cmd, in fop.Blob
 	}
 	out.Derived = true
 	out.Bucket, out.Key = in.Bucket, in.Key
+	if sp.builtin {
+		// A built-in may hand its input back (ignore-error): the version
+		// of the step before is not this step's.
+		out.Version = ""
+	}
 	if out.MIME == "" {
 		out.MIME = http.DetectContentType(out.Data)
 	}
@@ -250,12 +278,21 @@ func readAll(r io.Reader, size, max int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func resultETag(srcETag, chain string) string {
+// resultETag is the strong ETag of a chain's result: a hash of the source's
+// ETag, the chain and the version of each step's processor ("" for none).
+func resultETag(srcETag, chain string, versions []string) string {
 	if srcETag == "" {
 		return ""
 	}
-	h := sha1.Sum([]byte(srcETag + "|" + chain))
-	return `"` + hex.EncodeToString(h[:12]) + `"`
+	h := sha1.New()
+	h.Write([]byte(srcETag + "|" + chain))
+	for _, v := range versions {
+		// NUL cannot occur in a version or a chain: no two lists of
+		// versions hash alike.
+		h.Write([]byte{0})
+		h.Write([]byte(v))
+	}
+	return `"` + hex.EncodeToString(h.Sum(nil)[:12]) + `"`
 }
 
 func etagMatch(header, etag string) bool {
