@@ -122,6 +122,21 @@ type UOPSource struct {
 // work on this hot path.
 var defaultTransport = &Transport{MaxIdlePerHost: DefaultMaxIdlePerHost}
 
+// ForgetInstances closes the idle connections of every Caller without a
+// client of its own to the instances at addrs (as Call takes them) and
+// drops their pool entries: those instances are gone, and a connection
+// left open to each would sit in CLOSE_WAIT. Who knows the instances (the
+// dispatcher's pool, from the Catalog) calls it when some leave.
+func ForgetInstances(addrs []string) {
+	keys := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		if host, _, err := splitAddr(a); err == nil {
+			keys = append(keys, host)
+		}
+	}
+	defaultTransport.Forget(keys...)
+}
+
 // Call runs cmd (the fop segment, UFOP name first) on the instance at addr
 // ("host:port", or a base URL "http://host:port") over proto ("" means
 // ProtocolHandler).

@@ -6,6 +6,16 @@ package ufop
 // large share of each call. Instances are plain-HTTP peers on the cluster
 // network answering small requests, so this transport does the whole round
 // trip on the caller's goroutine: no proxy, TLS, HTTP/2 or compression.
+//
+// A step is delivered once. Without a goroutine reading each idle
+// connection, the transport cannot see an instance close one while it idles
+// the way net/http does; instead it peeks at a pooled connection (one
+// non-blocking recv, see alive) before writing on it, and resends a request
+// only when nothing of it was written, or when it is idempotent (net/http's
+// rule): a POST the instance read before it died is never sent to another.
+// Idle connections are closed past IdleTimeout by a sweep, not only when
+// their host is called again, and Forget drops those of instances that are
+// gone, so none is left in CLOSE_WAIT.
 
 import (
 	"bufio"
@@ -58,6 +68,10 @@ type Transport struct {
 
 	mu   sync.Mutex
 	idle map[string][]*persistConn // by host:port, most recently used last
+	// sweep closes the idle connections past the idle timeout; it is
+	// armed while some connection is idle.
+	sweep *time.Timer
+	armed bool
 }
 
 // persistConn is one connection to an instance.
@@ -67,7 +81,9 @@ type persistConn struct {
 	conn   net.Conn
 	br     *bufio.Reader // reads through the persistConn to count bytes
 	nread  int64         // bytes read from conn: has an answer begun?
+	nwrite int64         // bytes written to conn: was anything of a request sent?
 	werr   error         // the error of the last failed write
+	peek   *peeker       // looks for a close by the instance, without blocking
 	idleAt time.Time
 	// deadline is set when a deadline may be left on conn: it must be
 	// cleared before the connection is reused.
@@ -84,6 +100,7 @@ func (pc *persistConn) Read(p []byte) (int, error) {
 // reports it as a body read error, without unwrapping to it.
 func (pc *persistConn) Write(p []byte) (int, error) {
 	n, err := pc.conn.Write(p)
+	pc.nwrite += int64(n)
 	if err != nil {
 		pc.werr = err
 	}
@@ -151,13 +168,18 @@ func hostPort(u *url.URL) string {
 }
 
 // exchange runs a request on a pooled connection to key, or a new one.
-// When a reused connection turns out closed before any byte of an answer
-// came (the instance most likely closed it while it was idle), it tries
-// once more on a fresh connection with what again returns, nil when the
-// request cannot be sent twice. req is the *http.Request sent, nil for a
-// wireRequest.
+// Pooled connections the instance closed while they idled are dropped
+// before anything is written on them. When a reused connection still fails
+// before any byte of an answer came, it tries once more on a fresh
+// connection with what again returns (nil when the request cannot be sent
+// twice), but only if nothing of the request was written or the request is
+// idempotent: the instance may have read it and died of it. req is the
+// *http.Request sent, nil for a wireRequest (a POST).
 func (t *Transport) exchange(ctx context.Context, key string, req *http.Request, send func(*persistConn) error, again func() func(*persistConn) error) (*http.Response, error) {
-	pc := t.takeIdle(key)
+	var pc *persistConn
+	for pc = t.takeIdle(key); pc != nil && !pc.peek.alive(); pc = t.takeIdle(key) {
+		pc.close() // closed by the instance while it idled: nothing sent
+	}
 	reused := pc != nil
 	if pc == nil {
 		var err error
@@ -182,8 +204,9 @@ func (t *Transport) exchange(ctx context.Context, key string, req *http.Request,
 // roundTrip sends a request on pc with send and reads the answer's header.
 // req is the request when it is an *http.Request, nil for a wireRequest.
 // retry reports that pc was a reused connection that failed before any byte
-// of an answer arrived. pc is released or handed to the response body in
-// all cases.
+// of an answer arrived, and that the request may be sent again: nothing of
+// it was written, or it is idempotent. pc is released or handed to the
+// response body in all cases.
 //
 // No write deadline is set: the abort registered on ctx (which also fires
 // at ctx's deadline) unblocks a stuck write, and saves two deadline updates
@@ -201,7 +224,7 @@ func (t *Transport) roundTrip(ctx context.Context, pc *persistConn, send func(*p
 		pc.close()
 		return nil, false, contextError(ctx, err)
 	}
-	start := pc.nread
+	start, wstart := pc.nread, pc.nwrite
 	err = send(pc)
 	if err != nil && pc.werr != nil {
 		err = pc.werr // the connection's error, not the body's
@@ -210,7 +233,7 @@ func (t *Transport) roundTrip(ctx context.Context, pc *persistConn, send func(*p
 		if ctx.Err() != nil || !connGone(err) {
 			return fail(err)
 		}
-		if reused {
+		if reused && (pc.nwrite == wstart || idempotent(req)) {
 			fail(err)
 			return nil, true, err
 		}
@@ -233,7 +256,9 @@ func (t *Transport) roundTrip(ctx context.Context, pc *persistConn, send func(*p
 	}
 	resp, err = readResponse(pc.br, req)
 	if err != nil {
-		retry = reused && pc.nread == start && ctx.Err() == nil && connGone(err)
+		// The whole request was written: only an idempotent one may go
+		// again (a closed idle connection was caught by alive).
+		retry = reused && idempotent(req) && pc.nread == start && ctx.Err() == nil && connGone(err)
 		resp, _, err = fail(err)
 		return resp, retry, err
 	}
@@ -365,10 +390,7 @@ func (b *bodyReader) release(keep bool) {
 // takeIdle returns the most recently used idle connection to key that is
 // not past the idle timeout, or nil.
 func (t *Transport) takeIdle(key string) *persistConn {
-	timeout := t.IdleTimeout
-	if timeout <= 0 {
-		timeout = DefaultIdleTimeout
-	}
+	timeout := t.idleTimeout()
 	now := time.Now()
 	var stale []*persistConn
 	var pc *persistConn
@@ -422,9 +444,95 @@ func (t *Transport) putIdle(pc *persistConn) {
 		}
 		t.idle[pc.key] = append(l, pc)
 		pc = nil
+		if !t.armed {
+			t.armed = true
+			t.armSweepLocked(t.idleTimeout())
+		}
 	}
 	t.mu.Unlock()
 	if pc != nil {
+		pc.close()
+	}
+}
+
+func (t *Transport) idleTimeout() time.Duration {
+	if t.IdleTimeout <= 0 {
+		return DefaultIdleTimeout
+	}
+	return t.IdleTimeout
+}
+
+// armSweepLocked runs sweepIdle after d.
+func (t *Transport) armSweepLocked(d time.Duration) {
+	if t.sweep == nil {
+		t.sweep = time.AfterFunc(d, t.sweepIdle)
+		return
+	}
+	t.sweep.Reset(d)
+}
+
+// sweepIdle closes the idle connections past the idle timeout, and those
+// the instance closed, and drops the pool entries left empty: the
+// connections of an instance nobody calls any more (scaled away, say) are
+// not kept open until the transport's end. It runs again while some
+// connection is idle, when the oldest one expires.
+func (t *Transport) sweepIdle() {
+	timeout := t.idleTimeout()
+	var dead []*persistConn
+	t.mu.Lock()
+	now := time.Now()
+	var next time.Time
+	for key, l := range t.idle {
+		// Oldest first: the expired ones are a prefix.
+		i := 0
+		for i < len(l) && now.Sub(l[i].idleAt) > timeout {
+			i++
+		}
+		dead = append(dead, l[:i]...)
+		keep := l[:0]
+		for _, pc := range l[i:] {
+			if pc.peek.alive() {
+				keep = append(keep, pc)
+			} else {
+				dead = append(dead, pc)
+			}
+		}
+		clear(l[len(keep):])
+		if len(keep) == 0 {
+			delete(t.idle, key)
+			continue
+		}
+		t.idle[key] = keep
+		if exp := keep[0].idleAt.Add(timeout); next.IsZero() || exp.Before(next) {
+			next = exp
+		}
+	}
+	if next.IsZero() {
+		t.armed = false
+	} else {
+		// Not more often than a tenth of the timeout: connections taken
+		// and given back keep moving the oldest one's expiry.
+		t.armSweepLocked(max(next.Sub(now), timeout/10))
+	}
+	t.mu.Unlock()
+	for _, pc := range dead {
+		pc.close()
+	}
+}
+
+// Forget closes the idle connections to the given host:ports and drops
+// their pool entries: instances that are gone (scaled away, drained, or
+// no longer healthy). Connections in use are not affected; given back,
+// they idle until the sweep closes them.
+func (t *Transport) Forget(keys ...string) {
+	var dead []*persistConn
+	t.mu.Lock()
+	for _, key := range keys {
+		dead = append(dead, t.idle[key]...)
+		delete(t.idle, key)
+	}
+	t.mu.Unlock()
+	for _, pc := range dead {
 		pc.close()
 	}
 }
@@ -462,6 +570,7 @@ func (t *Transport) dial(ctx context.Context, key string) (*persistConn, error) 
 	}
 	pc := &persistConn{t: t, key: key, conn: c}
 	pc.br = bufio.NewReader(pc)
+	pc.peek = newPeeker(c)
 	return pc, nil
 }
 
@@ -491,6 +600,24 @@ func connGone(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, syscall.ECONNABORTED)
+}
+
+// idempotent reports whether req may be sent again after it was written in
+// full on a connection that then failed: net/http's rule (a safe method, or
+// an Idempotency-Key header). req is nil for a wireRequest, a POST.
+func idempotent(req *http.Request) bool {
+	if req == nil {
+		return false
+	}
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, ok := req.Header["Idempotency-Key"]
+	if !ok {
+		_, ok = req.Header["X-Idempotency-Key"]
+	}
+	return ok
 }
 
 func closeRequestBody(req *http.Request) {

@@ -278,14 +278,18 @@ func TestTransportNoRetryNonReplayable(t *testing.T) {
 	require.Equal(t, 1, tr.idleCount(addr))
 	time.Sleep(10 * time.Millisecond)
 
+	// The server closed the pooled conn: that is seen before anything is
+	// written on it, so even a body that cannot be had again goes, once,
+	// on a new connection.
 	req, err := http.NewRequest("POST", "http://"+addr, onceReader{strings.NewReader("once")})
 	require.NoError(t, err)
 	require.Nil(t, req.GetBody)
-	_, err = c.Do(req)
-	require.Error(t, err)
-	assert.True(t, died(err), "%v", err)
-	assert.EqualValues(t, 1, stats.conns.Load())
-	assert.Len(t, stats.requests(), 1)
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.EqualValues(t, 2, stats.conns.Load())
+	assert.Equal(t, []string{"", "once"}, stats.requests())
 }
 
 func TestTransportNoRetryAfterPartialAnswer(t *testing.T) {

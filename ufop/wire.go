@@ -66,7 +66,9 @@ func (w *wireRequest) send(pc *persistConn) error {
 		_, err = pc.Write(b)
 	} else {
 		bufs := net.Buffers{b, w.body}
-		_, err = bufs.WriteTo(pc.conn)
+		var n int64
+		n, err = bufs.WriteTo(pc.conn)
+		pc.nwrite += n
 		if err != nil {
 			pc.werr = err
 		}
@@ -88,7 +90,8 @@ func (w *wireRequest) httpRequest(ctx context.Context) (*http.Request, error) {
 	return req, nil
 }
 
-// do runs w like RoundTrip runs a request; w can always be sent again.
+// do runs w like RoundTrip runs a request. w can always be written again,
+// but as a POST it is sent again only when nothing of it was written.
 func (t *Transport) do(ctx context.Context, w *wireRequest) (*http.Response, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
