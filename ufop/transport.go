@@ -88,11 +88,33 @@ type persistConn struct {
 	// deadline is set when a deadline may be left on conn: it must be
 	// cleared before the connection is reused.
 	deadline bool
+	// inHead is set while an answer's head is read; headLeft is what it
+	// may still take (see maxResponseHead).
+	inHead   bool
+	headLeft int64
 }
 
+// maxResponseHead caps the head of an answer: status line, headers and any
+// 1xx answers before it, as read (bufio's read-ahead included). Without it
+// an instance that never ends a header line, or sends 1xx answers forever,
+// has the gateway buffer all it sends (64 MB in FuzzResponse, and on). It
+// is net/http's default cap on a request's head.
+const maxResponseHead = 1 << 20
+
+var errHeadTooLarge = fmt.Errorf("ufop transport: answer head over %d bytes (status line, headers and 1xx answers)", maxResponseHead)
+
 func (pc *persistConn) Read(p []byte) (int, error) {
+	if pc.inHead {
+		if pc.headLeft <= 0 {
+			return 0, errHeadTooLarge
+		}
+		if int64(len(p)) > pc.headLeft {
+			p = p[:pc.headLeft]
+		}
+	}
 	n, err := pc.conn.Read(p)
 	pc.nread += int64(n)
+	pc.headLeft -= int64(n)
 	return n, err
 }
 
@@ -244,7 +266,7 @@ func (t *Transport) roundTrip(ctx context.Context, pc *persistConn, send func(*p
 		if ctx.Err() != nil {
 			pc.abort()
 		}
-		r, rerr := readResponse(pc.br, req)
+		r, rerr := readResponse(pc, req)
 		if rerr != nil {
 			return fail(err)
 		}
@@ -254,7 +276,7 @@ func (t *Transport) roundTrip(ctx context.Context, pc *persistConn, send func(*p
 		}
 		return t.wrapResponse(ctx, pc, r, stop, false), false, nil
 	}
-	resp, err = readResponse(pc.br, req)
+	resp, err = readResponse(pc, req)
 	if err != nil {
 		// The whole request was written: only an idempotent one may go
 		// again (a closed idle connection was caught by alive).
@@ -285,10 +307,13 @@ func sendRequest(req *http.Request) func(*persistConn) error {
 	}
 }
 
-// readResponse reads the final answer to req, skipping 1xx interim ones.
-func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+// readResponse reads the final answer to req on pc, skipping 1xx interim
+// ones, within maxResponseHead.
+func readResponse(pc *persistConn, req *http.Request) (*http.Response, error) {
+	pc.inHead, pc.headLeft = true, maxResponseHead
+	defer func() { pc.inHead = false }()
 	for {
-		resp, err := http.ReadResponse(br, req)
+		resp, err := http.ReadResponse(pc.br, req)
 		if err != nil {
 			return nil, err
 		}
