@@ -68,11 +68,16 @@ type Config struct {
 	DeployTimeout time.Duration
 	// Port is where UFOP programs listen in their containers.
 	Port int
+	// OpLease is how long a resize, upgrade, change of policy or unreg
+	// holds its UFOP without renewal (0: DefaultOpLease); the process
+	// running it renews it every third of it. An operation whose process
+	// died frees the UFOP when it runs out (see ops.go).
+	OpLease time.Duration
 }
 
 // NewDefaultConfig returns the defaults.
 func NewDefaultConfig() Config {
-	return Config{MaxUploadBytes: 256 << 20, DeployTimeout: 5 * time.Minute, Port: 9100}
+	return Config{MaxUploadBytes: 256 << 20, DeployTimeout: 5 * time.Minute, Port: 9100, OpLease: DefaultOpLease}
 }
 
 // Server serves /v1.
@@ -85,12 +90,13 @@ type Server struct {
 	users  auth.Lookup
 	log    *slog.Logger
 	now    func() time.Time
+	// id names this process in the operations it runs (ufop.Operation).
+	id string
 
 	// builds are running build goroutines, so Close can wait for them and
 	// the log follower can tell when a build ended.
 	mu      sync.Mutex
 	running map[string]bool
-	ops     map[string]*api.Operation
 	wg      sync.WaitGroup
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -104,7 +110,7 @@ func New(cfg Config, keeper *ufop.Keeper, b Builder, logs BuildLogs, orch cluste
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg: cfg, keeper: keeper, build: b, logs: logs, orch: orch, users: users, log: log,
-		now: time.Now, running: map[string]bool{}, ctx: ctx, cancel: cancel,
+		now: time.Now, id: processID(), running: map[string]bool{}, ctx: ctx, cancel: cancel,
 	}
 }
 

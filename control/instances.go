@@ -15,34 +15,6 @@ import (
 	"github.com/qufop/qufop/ufop"
 )
 
-// An operation (api.Operation) is the last resize or upgrade of a UFOP,
-// run in the background: deployments take as long as instances take to
-// become healthy, so the API answers at once and `qufop resize`/`upgrade`
-// poll the state.
-func (s *Server) setOp(name string, op *api.Operation) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ops == nil {
-		s.ops = map[string]*api.Operation{}
-	}
-	s.ops[name] = op
-}
-
-func (s *Server) op(name string) *api.Operation {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if op := s.ops[name]; op != nil {
-		cp := *op
-		return &cp
-	}
-	return nil
-}
-
-func (s *Server) opRunning(name string) bool {
-	op := s.op(name)
-	return op != nil && !op.Done
-}
-
 // workload renders version v of rec for the orchestrator; with a scale
 // policy it carries the policy's range, so that every deployment does.
 func (s *Server) workload(rec *ufop.Record, v *ufop.Version, count int) (cluster.Workload, error) {
@@ -89,13 +61,9 @@ func (s *Server) resize(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if s.opRunning(rec.Name) {
-		fail(c, errs.New(http.StatusConflict, "ufop %q: a %s is in progress; wait for it (qufop state %s)", rec.Name, s.op(rec.Name).Kind, rec.Name))
-		return
-	}
 	from := rec.Desired
 	var run func(ctx context.Context) error
-	op := &api.Operation{Kind: "resize", Count: req.Count, Started: s.now().UTC()}
+	op := &ufop.Operation{Kind: "resize", Count: req.Count}
 	if rec.Deployed == 0 {
 		// Without a policy there is nothing to run at 0; with one, a
 		// deployment at 0 is what the scaler scales from.
@@ -134,6 +102,11 @@ func (s *Server) resize(c *gin.Context) {
 			// deployment purged, a cluster rebuilt): deploy it again.
 			// With a policy, at 0 too: the scaler scales what is deployed.
 			if errors.Is(err, cluster.ErrNotFound) && w != nil && (req.Count > 0 || rec.Scale != nil) {
+				// Unless it is gone because the UFOP is (an unreg took
+				// this operation over): deploying would undo the purge.
+				if _, err := s.holdOp(ctx, rec.Name, op.ID); err != nil {
+					return err
+				}
 				return s.orch.Deploy(ctx, *w)
 			}
 			return err
@@ -143,6 +116,10 @@ func (s *Server) resize(c *gin.Context) {
 	if _, err := s.keeper.Update(c.Request.Context(), rec.Name, func(r *ufop.Record) error {
 		// The policy may have changed since the record was read.
 		if err := checkPolicyRange(r, req.Count); err != nil {
+			return err
+		}
+		// In the same write: no other operation runs, this one does.
+		if err := s.takeOp(r, op); err != nil {
 			return err
 		}
 		from = r.Desired
@@ -181,16 +158,18 @@ func (s *Server) upgrade(c *gin.Context) {
 		c.JSON(http.StatusOK, api.Upgraded{Name: rec.Name, From: rec.Deployed, To: v.N, Version: v.N, Message: "already running the current version"})
 		return
 	}
-	if s.opRunning(rec.Name) {
-		fail(c, errs.New(http.StatusConflict, "ufop %q: a %s is in progress", rec.Name, s.op(rec.Name).Kind))
-		return
-	}
 	w, err := s.workload(rec, v, rec.Desired)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	op := &api.Operation{Kind: "upgrade", Version: v.N, Count: rec.Desired, Started: s.now().UTC()}
+	op := &ufop.Operation{Kind: "upgrade", Version: v.N, Count: rec.Desired}
+	if _, err := s.keeper.Update(c.Request.Context(), rec.Name, func(r *ufop.Record) error {
+		return s.takeOp(r, op)
+	}); err != nil {
+		fail(c, err)
+		return
+	}
 	s.runOp(rec.Name, op, func(ctx context.Context) error {
 		if err := s.orch.Deploy(ctx, w); err != nil {
 			return err
@@ -202,32 +181,6 @@ func (s *Server) upgrade(c *gin.Context) {
 		return err
 	})
 	c.JSON(http.StatusAccepted, api.Upgraded{Name: rec.Name, From: rec.Deployed, To: v.N, Version: v.N})
-}
-
-// runOp runs an orchestration in the background, bounded by DeployTimeout.
-func (s *Server) runOp(name string, op *api.Operation, run func(ctx context.Context) error) {
-	s.setOp(name, op)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DeployTimeout)
-		defer cancel()
-		err := run(ctx)
-		s.mu.Lock()
-		op.Done, op.Finished = true, s.now().UTC()
-		if err != nil {
-			// Orchestrator errors carry no public message of their own; the
-			// owner asking for the state is the one to see them whole.
-			var pub *errs.Error
-			if errors.As(err, &pub) {
-				op.Error = pub.Msg
-			} else {
-				op.Error = err.Error()
-			}
-		}
-		s.mu.Unlock()
-		s.log.Info(op.Kind+" ended", "ufop", name, "version", op.Version, "count", op.Count, "err", err)
-	}()
 }
 
 func (s *Server) state(c *gin.Context) {
@@ -243,7 +196,7 @@ func (s *Server) state(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, api.State{
 		Name: rec.Name, Desired: rec.Desired, Deployed: rec.Deployed, Current: rec.Current,
-		Instances: views, Operation: s.op(rec.Name),
+		Instances: views, Operation: opView(rec.Op, s.now()),
 	})
 }
 

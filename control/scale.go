@@ -202,6 +202,7 @@ func (s *Server) scalePolicyOff(c *gin.Context) { s.applyPolicy(c, nil) }
 func (s *Server) applyPolicy(c *gin.Context, p *ufop.ScalePolicy) {
 	name, user := record(c).Name, c.GetString(ctxUser)
 	var pl policyPlan
+	op := &ufop.Operation{Kind: opScalePolicy}
 	_, err := s.keeper.Update(c.Request.Context(), name, func(r *ufop.Record) error {
 		if p != nil {
 			if err := p.Check(r.MaxInstances); err != nil {
@@ -212,8 +213,12 @@ func (s *Server) applyPolicy(c *gin.Context, p *ufop.ScalePolicy) {
 		if pl, err = s.planPolicy(r, p); err != nil {
 			return err
 		}
-		if pl.needsOp() && s.opRunning(r.Name) {
-			return errs.New(http.StatusConflict, "ufop %q: a %s is in progress; wait for it (qufop state %s)", r.Name, s.op(r.Name).Kind, r.Name)
+		if pl.needsOp() {
+			// In the same write: no other operation runs, this one does.
+			op.Version, op.Count = pl.version, pl.to
+			if err := s.takeOp(r, op); err != nil {
+				return err
+			}
 		}
 		r.Scale = p
 		r.Desired = pl.to
@@ -243,7 +248,6 @@ func (s *Server) applyPolicy(c *gin.Context, p *ufop.ScalePolicy) {
 		return
 	}
 	reason := fmt.Sprintf("qufop scale-policy %s by %s", name, user)
-	op := &api.Operation{Kind: opScalePolicy, Version: pl.version, Count: pl.to, Started: s.now().UTC()}
 	s.runOp(name, op, func(ctx context.Context) error {
 		deployed := false
 		deploy := func() error {

@@ -25,12 +25,12 @@ func (t ScaleTarget) Scale(ctx context.Context, name string, count int, reason s
 	if !errors.Is(err, cluster.ErrNotFound) || count == 0 {
 		return err
 	}
-	if t.s.opRunning(name) {
-		return fmt.Errorf("scale %s: a %s is in progress: %w", name, t.s.op(name).Kind, cluster.ErrSkipped)
-	}
 	rec, gerr := t.s.keeper.Get(ctx, name)
 	if gerr != nil {
 		return errors.Join(err, gerr)
+	}
+	if op := t.s.opRunning(rec); op != nil {
+		return fmt.Errorf("scale %s: %s %s is in progress: %w", name, article(op.Kind), op.Kind, cluster.ErrSkipped)
 	}
 	v := rec.Version(rec.Deployed)
 	if v == nil || v.Spec == nil {

@@ -88,15 +88,34 @@ func (s *Server) unregister(c *gin.Context) {
 		fail(c, errs.New(http.StatusConflict, "ufop %q has a build running; wait for it to end", rec.Name))
 		return
 	}
-	if err := s.orch.Stop(c.Request.Context(), rec.Name, true); err != nil && !errors.Is(err, cluster.ErrNotFound) {
-		fail(c, errs.Failed(err, "stopping the instances of %q failed", rec.Name))
+	// unreg is an operation too: it waits for none, it refuses while
+	// another runs (on any control process), and none starts while it runs.
+	op := &ufop.Operation{Kind: "unreg"}
+	if _, err := s.keeper.Update(c.Request.Context(), rec.Name, func(r *ufop.Record) error {
+		return s.takeOp(r, op)
+	}); err != nil {
+		fail(c, err)
 		return
 	}
-	ctx := c.Request.Context()
+	ctx, cancel := context.WithCancelCause(c.Request.Context())
+	defer cancel(nil)
+	stop := s.heartbeat(ctx, cancel, rec.Name, op.ID, op.Expires)
+	defer stop()
+	failOp := func(err error) {
+		if cause := context.Cause(ctx); errors.Is(cause, errOpLost) {
+			err = errs.Wrap(http.StatusConflict, cause, "ufop %q: unreg interrupted: %v", rec.Name, cause)
+		}
+		s.endOp(rec.Name, op, err)
+		fail(c, err)
+	}
+	if err := s.orch.Stop(ctx, rec.Name, true); err != nil && !errors.Is(err, cluster.ErrNotFound) {
+		failOp(errs.Failed(err, "stopping the instances of %q failed", rec.Name))
+		return
+	}
 	res := api.Unregistered{Name: rec.Name, Deleted: true, Removed: []string{}}
 	bases, err := s.basesOf(ctx, rec)
 	if err != nil {
-		fail(c, err)
+		failOp(err)
 		return
 	}
 	// The instances are gone: nothing holds the builds any more but other
@@ -116,8 +135,13 @@ func (s *Server) unregister(c *gin.Context) {
 			res.Removed = append(res.Removed, art)
 		}
 	}
+	// The lease lost meanwhile: another process may run an operation now.
+	if err := context.Cause(ctx); err != nil {
+		failOp(err)
+		return
+	}
 	if err := s.keeper.Delete(ctx, rec.Name); err != nil {
-		fail(c, err)
+		failOp(err)
 		return
 	}
 	s.log.Info("ufop unregistered", "ufop", rec.Name, "removed", len(res.Removed), "kept", len(res.Kept))

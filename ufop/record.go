@@ -69,6 +69,9 @@ type Record struct {
 	Scale *ScalePolicy `json:"scale,omitempty"`
 	// ScaleHistory is the last changes of Desired, oldest first.
 	ScaleHistory []ScaleEvent `json:"scaleHistory,omitempty"`
+	// Op is the last operation on the instances (see Operation); nil:
+	// none since the record was made.
+	Op *Operation `json:"operation,omitempty"`
 	// (Records written before the flavor came from ufop.yaml also hold
 	// "flavor": "default"; it is ignored.)
 }
