@@ -7,6 +7,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -265,21 +267,28 @@ func (c *Client) Info(ctx context.Context, name string) (*api.UFOP, error) {
 }
 
 // Upload sends a tarball (plain or gzip) of size bytes (-1: unknown) whose
-// SHA-256 is sha256hex (empty: not checked), and returns the new version,
-// whose build then runs on the server (see BuildLog and Version).
+// SHA-256 is sha256hex, and returns the new version, whose build then runs
+// on the server (see BuildLog and Version). The tarball is not in the
+// signing string, so the server requires its SHA-256 in the signed
+// X-Qiniu-Content-Sha256: with sha256hex empty, a body that can seek
+// (a file, a bytes.Reader) is read once to compute it.
 func (c *Client) Upload(ctx context.Context, name, desc string, body io.Reader, size int64, sha256hex string) (int, error) {
 	q := url.Values{}
 	if desc != "" {
 		q.Set("desc", desc)
 	}
-	hdr := http.Header{}
-	hdr.Set("Content-Type", "application/x-tar")
-	if sha256hex != "" {
-		hdr.Set(auth.HeaderSHA256, sha256hex)
-	}
 	if body == nil {
 		body = http.NoBody
 	}
+	if sha256hex == "" {
+		var err error
+		if sha256hex, err = digestOf(body); err != nil {
+			return 0, err
+		}
+	}
+	hdr := http.Header{}
+	hdr.Set("Content-Type", "application/x-tar")
+	hdr.Set(auth.HeaderSHA256, sha256hex)
 	req, err := c.newRequest(ctx, http.MethodPost, ufopPath(name, "/versions"), q, nil, io.NopCloser(body), hdr)
 	if err != nil {
 		return 0, err
@@ -298,6 +307,27 @@ func (c *Client) Upload(ctx context.Context, name, desc string, body io.Reader, 
 		return 0, fmt.Errorf("upload: bad answer: %v", err)
 	}
 	return out.Version, nil
+}
+
+// digestOf returns the SHA-256 (hex) of what body holds from where it is,
+// and seeks back there.
+func digestOf(body io.Reader) (string, error) {
+	rs, ok := body.(io.ReadSeeker)
+	if !ok {
+		return "", errors.New("upload: give the tarball's SHA-256 (the server requires it for a body that cannot be read twice)")
+	}
+	at, err := rs.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return "", fmt.Errorf("upload: %v", err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, rs); err != nil {
+		return "", fmt.Errorf("upload: reading the tarball: %v", err)
+	}
+	if _, err := rs.Seek(at, io.SeekStart); err != nil {
+		return "", fmt.Errorf("upload: %v", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // BuildLog writes the build log of a version to w; with follow it streams

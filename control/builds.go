@@ -82,16 +82,21 @@ func (s *Server) upload(c *gin.Context) {
 	c.JSON(http.StatusAccepted, api.Uploaded{Name: updated.Name, Version: n, State: string(ufop.Building)})
 }
 
-// saveUpload writes the body to path, within the size cap, checking the
-// signed X-Qiniu-Content-Sha256 when given.
+// saveUpload writes the body to path, within the size cap. auth.Verify
+// required the signed X-Qiniu-Content-Sha256 of this unsigned body and made
+// the body check it at its end; the cap is applied outside that check, so
+// an upload over the cap is "too large", not "corrupted" (a truncated read
+// can never match its digest).
 func (s *Server) saveUpload(c *gin.Context, path string) error {
 	if c.Request.ContentLength > s.cfg.MaxUploadBytes {
-		return errs.New(http.StatusRequestEntityTooLarge, "tarball is %d bytes, over the %d-byte limit", c.Request.ContentLength, s.cfg.MaxUploadBytes)
+		return tooLarge(s.cfg.MaxUploadBytes)
 	}
-	var body io.Reader = io.LimitReader(c.Request.Body, s.cfg.MaxUploadBytes+1)
-	if sum := c.GetHeader(auth.HeaderSHA256); sum != "" {
-		body = auth.NewDigestReader(body, sum)
+	if c.GetHeader(auth.HeaderSHA256) == "" {
+		// Verify refuses such a request with a body; this is for a handler
+		// mounted without it.
+		return errs.BadRequest("missing %s: send the tarball's SHA-256 (hex) in this signed header", auth.HeaderSHA256)
 	}
+	body := io.LimitReader(c.Request.Body, s.cfg.MaxUploadBytes+1)
 	f, err := os.Create(path)
 	if err != nil {
 		return errs.Failed(err, "saving the upload")
@@ -99,16 +104,20 @@ func (s *Server) saveUpload(c *gin.Context, path string) error {
 	defer f.Close()
 	n, err := io.Copy(f, body)
 	switch {
+	case n > s.cfg.MaxUploadBytes:
+		return tooLarge(s.cfg.MaxUploadBytes)
 	case errors.Is(err, auth.ErrDigestMismatch):
 		return errs.BadRequest("upload corrupted: its SHA-256 does not match %s", auth.HeaderSHA256)
 	case err != nil:
 		return errs.Wrap(http.StatusBadRequest, err, "reading the upload failed")
-	case n > s.cfg.MaxUploadBytes:
-		return errs.New(http.StatusRequestEntityTooLarge, "tarball over the %d-byte limit", s.cfg.MaxUploadBytes)
 	case n == 0:
 		return errs.BadRequest("empty upload: send the tarball as the request body")
 	}
 	return f.Close()
+}
+
+func tooLarge(max int64) error {
+	return errs.New(http.StatusRequestEntityTooLarge, "tarball too large: over the %d-byte limit", max)
 }
 
 func buildKey(name string) string { return name }

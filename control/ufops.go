@@ -2,20 +2,56 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/qufop/qufop/auth"
 	"github.com/qufop/qufop/cluster"
 	"github.com/qufop/qufop/control/api"
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/ufop"
 )
 
+// bindJSON decodes a JSON body into v, only when the signature covers it:
+// the body parsed must be the body signed. That is a JSON type, and either
+// exactly application/json (in the signing string) or with a signed
+// X-Qiniu-Content-Sha256, which auth.Verify made the body's reader check;
+// so the body is read to its end before anything is decoded.
 func bindJSON(c *gin.Context, v any) bool {
-	if err := c.ShouldBindJSON(v); err != nil {
+	r := c.Request
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil || mt != auth.TypeJSON || !auth.BodyCovered(r) {
+		shown := ct
+		if shown == "" {
+			shown = "none"
+		}
+		fail(c, errs.New(http.StatusUnsupportedMediaType, "Content-Type %s: send the body as application/json (signed with the request)", shown))
+		return false
+	}
+	if r.Body == nil {
+		fail(c, errs.BadRequest("bad JSON body: empty"))
+		return false
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, auth.MaxSignedBody+1))
+	switch {
+	case errors.Is(err, auth.ErrDigestMismatch):
+		fail(c, errs.BadRequest("body does not match its %s", auth.HeaderSHA256))
+		return false
+	case err != nil:
+		fail(c, errs.Wrap(http.StatusBadRequest, err, "reading the request body failed"))
+		return false
+	case len(b) > auth.MaxSignedBody:
+		fail(c, errs.New(http.StatusRequestEntityTooLarge, "request body too large: over %d bytes", auth.MaxSignedBody))
+		return false
+	}
+	if err := json.Unmarshal(b, v); err != nil {
 		fail(c, errs.BadRequest("bad JSON body: %v", err))
 		return false
 	}
