@@ -18,9 +18,16 @@ import (
 // the oldest to time out with 504).
 type pool struct {
 	endpoints func() []cluster.Endpoint // the Catalog's healthy instances (from memory)
+	// gone is told the addresses of the instances that left the Catalog
+	// since the last look, and a drained instance's again as each of its
+	// last steps ends (its connection went back to the transport's pool
+	// after it left): the transport closes its idle connections to them,
+	// which would sit in CLOSE_WAIT once the instance is stopped.
+	gone func(addrs []string)
 
 	mu       sync.Mutex
 	rec      *ufop.Record // latest record seen: the capacity of each version
+	known    []string     // the addresses of the last look at the Catalog
 	inflight map[string]int
 	queue    []*waiter // FIFO
 	// next is where the search for the least busy instance starts, moved
@@ -39,7 +46,43 @@ type waiter struct {
 }
 
 func newPool(endpoints func() []cluster.Endpoint) *pool {
-	return &pool{endpoints: endpoints, inflight: map[string]int{}}
+	return &pool{endpoints: endpoints, gone: ufop.ForgetInstances, inflight: map[string]int{}}
+}
+
+// liveLocked reads the Catalog's healthy instances and tells gone about
+// those that left since the last read.
+func (p *pool) liveLocked() []cluster.Endpoint {
+	eps := p.endpoints()
+	same := len(eps) == len(p.known)
+	for i := 0; same && i < len(eps); i++ {
+		same = eps[i].Addr == p.known[i]
+	}
+	if same {
+		return eps // the common case: no allocation
+	}
+	var gone []string
+	for _, a := range p.known {
+		if !hasAddr(eps, a) {
+			gone = append(gone, a)
+		}
+	}
+	p.known = p.known[:0]
+	for _, e := range eps {
+		p.known = append(p.known, e.Addr)
+	}
+	if len(gone) > 0 && p.gone != nil {
+		p.gone(gone)
+	}
+	return eps
+}
+
+func hasAddr(eps []cluster.Endpoint, addr string) bool {
+	for _, e := range eps {
+		if e.Addr == addr {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *pool) setRecord(rec *ufop.Record) {
@@ -101,13 +144,13 @@ func (p *pool) handOffLocked(eps []cluster.Endpoint) {
 // refused at once otherwise. onWait is told the UFOP's name when the step
 // queues.
 func (p *pool) acquire(ctx context.Context, name string, queueSize int, wait bool, onWait func(string)) (cluster.Endpoint, func(), error) {
-	release := func(ep cluster.Endpoint) func() { return func() { p.release(ep.ID) } }
+	release := func(ep cluster.Endpoint) func() { return func() { p.release(ep) } }
 	// The Catalog is read under the pool's lock: an orchestrator draining
 	// an instance takes it out of the Catalog, then asks InFlight (same
 	// lock) until it is idle, so a step is either counted there or never
 	// picks the leaving instance.
 	p.mu.Lock()
-	eps := p.endpoints()
+	eps := p.liveLocked()
 	if len(p.queue) == 0 {
 		if ep, ok := p.pickLocked(eps); ok {
 			p.mu.Unlock()
@@ -145,7 +188,7 @@ func (p *pool) acquire(ctx context.Context, name string, queueSize int, wait boo
 		case <-tick.C:
 			// New instances appear only in the Catalog: look again.
 			p.mu.Lock()
-			p.handOffLocked(p.endpoints())
+			p.handOffLocked(p.liveLocked())
 			p.mu.Unlock()
 		case <-ctx.Done():
 			p.mu.Lock()
@@ -158,7 +201,7 @@ func (p *pool) acquire(ctx context.Context, name string, queueSize int, wait boo
 			p.mu.Unlock()
 			select {
 			case ep := <-w.ready: // given a slot as the context ended: give it back
-				p.release(ep.ID)
+				p.release(ep)
 			default:
 			}
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -169,13 +212,17 @@ func (p *pool) acquire(ctx context.Context, name string, queueSize int, wait boo
 	}
 }
 
-func (p *pool) release(id string) {
+func (p *pool) release(ep cluster.Endpoint) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.inflight[id]--; p.inflight[id] <= 0 {
-		delete(p.inflight, id)
+	if p.inflight[ep.ID]--; p.inflight[ep.ID] <= 0 {
+		delete(p.inflight, ep.ID)
 	}
-	p.handOffLocked(p.endpoints())
+	eps := p.liveLocked()
+	if p.gone != nil && !hasAddr(eps, ep.Addr) {
+		p.gone([]string{ep.Addr})
+	}
+	p.handOffLocked(eps)
 }
 
 // Stats are one UFOP's figures at one moment, as this gateway sees them.

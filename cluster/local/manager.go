@@ -287,8 +287,12 @@ func (m *manager) Deploy(ctx context.Context, w cluster.Workload) error {
 	busy := m.inFlight(w.Name)
 
 	m.mu.Lock()
-	if m.wls[w.Name] != wl { // purged while we waited: take the name again
-		m.wls[w.Name] = wl
+	// Purged while this deploy waited (unreg): the purge wins. Taking the
+	// name back would run instances of a UFOP that is being deleted; a
+	// deployment asked for after the purge finds a new workload.
+	if m.wls[w.Name] != wl {
+		m.mu.Unlock()
+		return fmt.Errorf("deploy %s v%d: the ufop was purged while this deployment waited for it", w.Name, w.Version)
 	}
 	var old []*instance
 	for _, in := range wl.insts {
@@ -803,4 +807,45 @@ func (m *manager) allInstances() []*instance {
 		out = append(out, wl.insts...)
 	}
 	return out
+}
+
+// WhyStopped waits, within ctx, for the supervisor to see instance id of
+// name stopped (a step's call to it just broke off), and says why, as its
+// state's message does: "killed: out of memory (limit 64 MiB), exited with
+// code 137". "" when the instance is not known, or did not stop before ctx
+// ended (the call broke for another reason). The dispatcher puts it in the
+// step's 599.
+func (m *manager) WhyStopped(ctx context.Context, name, id string) string {
+	find := func() *instance {
+		if wl := m.wls[name]; wl != nil {
+			for _, in := range wl.insts {
+				if in.id == id {
+					return in
+				}
+			}
+		}
+		return nil
+	}
+	m.mu.Lock()
+	in := find()
+	if in == nil {
+		m.mu.Unlock()
+		return ""
+	}
+	restarts := in.restarts
+	m.mu.Unlock()
+	for {
+		m.mu.Lock()
+		stopped := in.needStart || in.state == StateExited || in.restarts > restarts
+		why := in.why
+		m.mu.Unlock()
+		if stopped {
+			return why
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
