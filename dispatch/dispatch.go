@@ -24,15 +24,34 @@ type Config struct {
 	// QueueSize is how many steps may wait per UFOP when all its instances
 	// are busy; past it, 503 at once.
 	QueueSize int
-	// RecordTTL is how long a UFOP record is cached.
-	RecordTTL time.Duration
+	// RecordTTL is how long a UFOP record is cached, RecordCacheSize how
+	// many are.
+	RecordTTL       time.Duration
+	RecordCacheSize int
+	// MissTTL is how long "no UFOP has this name" is cached (a UFOP just
+	// created is found after at most that), MissCacheSize for how many
+	// names (apart from the records: made-up names cannot push real
+	// records out).
+	MissTTL       time.Duration
+	MissCacheSize int
+	// LookupTimeout bounds each read of a record (a Consul GET in qufop
+	// gateway): past it the step fails with 504 and nothing is cached.
+	LookupTimeout time.Duration
+	// MaxLookups is how many reads of records may run at once.
+	MaxLookups int
 	// BlobTTL is how long a blob URL given to a UFOP is valid.
 	BlobTTL time.Duration
 }
 
 // NewDefaultConfig returns the defaults.
 func NewDefaultConfig() Config {
-	return Config{QueueSize: 64, RecordTTL: time.Second, BlobTTL: 2 * time.Minute}
+	return Config{
+		QueueSize: 64,
+		RecordTTL: time.Second, RecordCacheSize: 1024,
+		MissTTL: time.Second, MissCacheSize: 4096,
+		LookupTimeout: 5 * time.Second, MaxLookups: 64,
+		BlobTTL: 2 * time.Minute,
+	}
 }
 
 // Records finds UFOP records (ufop.Keeper does).
@@ -47,17 +66,13 @@ type Dispatcher struct {
 	catalog cluster.Catalog
 	caller  *ufop.Caller
 	blobs   *Blobs
+	cache   *recordCache
+	now     func() time.Time // the clock of the caches (tests move it)
 
 	mu       sync.Mutex
-	cache    map[string]cached
 	pools    map[string]*pool
 	blobBase string
 	onWait   func(name string)
-}
-
-type cached struct {
-	rec     *ufop.Record // nil: no such UFOP
-	fetched time.Time
 }
 
 // New returns a dispatcher.
@@ -65,11 +80,13 @@ func New(cfg Config, records Records, catalog cluster.Catalog, caller *ufop.Call
 	if caller == nil {
 		caller = &ufop.Caller{}
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		cfg: cfg, records: records, catalog: catalog, caller: caller,
 		blobs: NewBlobs(cfg.BlobTTL),
-		cache: map[string]cached{}, pools: map[string]*pool{},
+		now:   time.Now, pools: map[string]*pool{},
 	}
+	d.cache = newRecordCache(records, cfg, &d.now)
+	return d
 }
 
 // Blobs is the store the gateway serves at BlobPath.
@@ -83,32 +100,15 @@ func (d *Dispatcher) SetBlobBase(base string) {
 	d.mu.Unlock()
 }
 
-// record returns the cached record of name (nil if there is none).
+// record returns the cached record of name (nil if there is none); see
+// recordCache for the bounds.
 func (d *Dispatcher) record(ctx context.Context, name string) (*ufop.Record, error) {
-	d.mu.Lock()
-	c, ok := d.cache[name]
-	d.mu.Unlock()
-	if ok && time.Since(c.fetched) < d.cfg.RecordTTL {
-		return c.rec, nil
-	}
-	rec, err := d.records.Get(ctx, name)
-	if errors.Is(err, ufop.ErrNoSuchUFOP) {
-		rec, err = nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	d.cache[name] = cached{rec: rec, fetched: time.Now()}
-	d.mu.Unlock()
-	return rec, nil
+	return d.cache.get(ctx, name)
 }
 
 // refresh reads the record of name again, bypassing the cache.
 func (d *Dispatcher) refresh(ctx context.Context, name string) (*ufop.Record, error) {
-	d.mu.Lock()
-	delete(d.cache, name)
-	d.mu.Unlock()
+	d.cache.forget(name)
 	return d.record(ctx, name)
 }
 

@@ -179,16 +179,16 @@ func TestConcurrencyAndQueue(t *testing.T) {
 	inst := newInstance(t)
 	inst.block = make(chan struct{})
 	cat := &catalog{eps: map[string][]cluster.Endpoint{}}
-	cat.set("q", inst.endpoint("a"), inst.endpoint("b"))
+	cat.set("que", inst.endpoint("a"), inst.endpoint("b"))
 	cfg := NewDefaultConfig()
 	cfg.QueueSize = 2
-	d := New(cfg, records{"q": rec("q", ufop.Public, ufop.ProtocolHandler, 1)}, cat, nil)
-	p, err := d.Resolve(context.Background(), cmd("q/x"), "")
+	d := New(cfg, records{"que": rec("que", ufop.Public, ufop.ProtocolHandler, 1)}, cat, nil)
+	p, err := d.Resolve(context.Background(), cmd("que/x"), "")
 	require.NoError(t, err)
 
 	results := make(chan error, 4)
 	call := func() {
-		_, err := p.Process(context.Background(), cmd("q/x"), fop.Blob{Data: []byte("x")})
+		_, err := p.Process(context.Background(), cmd("que/x"), fop.Blob{Data: []byte("x")})
 		results <- err
 	}
 	// Two instances with concurrency 1: two calls run, the others wait.
@@ -200,15 +200,15 @@ func TestConcurrencyAndQueue(t *testing.T) {
 	// A queued step whose deadline passes leaves with 504.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err = p.Process(ctx, cmd("q/x"), fop.Blob{Data: []byte("x")})
+	_, err = p.Process(ctx, cmd("que/x"), fop.Blob{Data: []byte("x")})
 	assert.Equal(t, 504, errs.Status(err))
-	assert.Equal(t, 0, d.Waiting("q"))
+	assert.Equal(t, 0, d.Waiting("que"))
 
 	go call()
 	go call()
-	require.Eventually(t, func() bool { return d.Waiting("q") == 2 }, time.Minute, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return d.Waiting("que") == 2 }, time.Minute, 5*time.Millisecond)
 	// The queue (2) is full: the next is refused at once.
-	_, err = p.Process(context.Background(), cmd("q/x"), fop.Blob{Data: []byte("x")})
+	_, err = p.Process(context.Background(), cmd("que/x"), fop.Blob{Data: []byte("x")})
 	assert.Equal(t, 503, errs.Status(err))
 	assert.Contains(t, errs.Public(err), "queue is full")
 
@@ -260,12 +260,12 @@ func (c *countingRecords) Get(ctx context.Context, name string) (*ufop.Record, e
 func TestNewVersionRefreshesTheRecord(t *testing.T) {
 	inst := newInstance(t)
 	cat := &catalog{eps: map[string][]cluster.Endpoint{}}
-	old := rec("up", ufop.Public, ufop.ProtocolHandler, 2)
-	recs := &countingRecords{records: records{"up": old}}
+	old := rec("upv", ufop.Public, ufop.ProtocolHandler, 2)
+	recs := &countingRecords{records: records{"upv": old}}
 	cfg := NewDefaultConfig()
 	cfg.RecordTTL = time.Hour
 	d := New(cfg, recs, cat, nil)
-	p, err := d.Resolve(context.Background(), cmd("up/x"), "")
+	p, err := d.Resolve(context.Background(), cmd("upv/x"), "")
 	require.NoError(t, err)
 	assert.Equal(t, 1, recs.gets)
 
@@ -273,11 +273,11 @@ func TestNewVersionRefreshesTheRecord(t *testing.T) {
 	v2 := *old
 	v2.Versions = append(append([]ufop.Version{}, old.Versions...), ufop.Version{N: 2, State: ufop.BuildSuccess,
 		Spec: &ufop.Spec{Protocol: ufop.ProtocolHandler, Concurrency: 1, Timeout: 5 * time.Second}})
-	recs.records["up"] = &v2
+	recs.records["upv"] = &v2
 	ep := inst.endpoint("b")
 	ep.Version = 2
-	cat.set("up", ep)
-	out, err := p.Process(context.Background(), cmd("up/x"), fop.Blob{Data: []byte("v2")})
+	cat.set("upv", ep)
+	out, err := p.Process(context.Background(), cmd("upv/x"), fop.Blob{Data: []byte("v2")})
 	require.NoError(t, err)
 	assert.Equal(t, "V2", string(out.Data))
 	assert.Equal(t, 2, recs.gets, "the record was read again for the unknown version")
@@ -288,12 +288,12 @@ func TestNewVersionRefreshesTheRecord(t *testing.T) {
 func TestEquallyBusyInstancesTakeTurns(t *testing.T) {
 	a, b, c := newInstance(t), newInstance(t), newInstance(t)
 	cat := &catalog{eps: map[string][]cluster.Endpoint{}}
-	cat.set("rr", a.endpoint("a"), b.endpoint("b"), c.endpoint("c"))
-	d := New(NewDefaultConfig(), records{"rr": rec("rr", ufop.Public, ufop.ProtocolHandler, 4)}, cat, nil)
-	p, err := d.Resolve(context.Background(), cmd("rr/x"), "")
+	cat.set("rrr", a.endpoint("a"), b.endpoint("b"), c.endpoint("c"))
+	d := New(NewDefaultConfig(), records{"rrr": rec("rrr", ufop.Public, ufop.ProtocolHandler, 4)}, cat, nil)
+	p, err := d.Resolve(context.Background(), cmd("rrr/x"), "")
 	require.NoError(t, err)
 	for range 9 {
-		_, err := p.Process(context.Background(), cmd("rr/x"), fop.Blob{Data: []byte("x")})
+		_, err := p.Process(context.Background(), cmd("rrr/x"), fop.Blob{Data: []byte("x")})
 		require.NoError(t, err)
 	}
 	assert.Equal(t, []int32{3, 3, 3}, []int32{a.calls.Load(), b.calls.Load(), c.calls.Load()})
