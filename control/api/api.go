@@ -241,10 +241,10 @@ type Instance struct {
 	Started    time.Time `json:"started,omitzero"`
 }
 
-// Operation is the last resize, upgrade or change of scale policy of a
+// Operation is the last resize, upgrade, change of scale policy or unreg of a
 // UFOP, run in the background.
 type Operation struct {
-	Kind     string    `json:"kind"` // "resize", "upgrade" or "scale-policy"
+	Kind     string    `json:"kind"` // "resize", "upgrade", "scale-policy" or "unreg"
 	Version  int       `json:"version"`
 	Count    int       `json:"count"`
 	Started  time.Time `json:"started"`
