@@ -34,7 +34,11 @@ import (
 // so a purge that won the race is not undone.
 //
 // Leases compare the writer's clock with the reader's: control processes'
-// clocks must agree to well within a lease (NTP does).
+// clocks must agree to well within a lease (NTP does). What is left open:
+// the orchestrator takes no fencing token, so a process that stalls for a
+// whole lease between its last check and its call to the orchestrator (or,
+// in unreg, the deletion of the record) acts once on a UFOP it no longer
+// holds; the heartbeat cancels its context as soon as it learns of it.
 
 // DefaultOpLease is how long an operation holds its UFOP without renewal.
 const DefaultOpLease = 30 * time.Second

@@ -452,3 +452,32 @@ func TestStaleOperationIsTakenOver(t *testing.T) {
 		})
 	}
 }
+
+// The process running an operation renews its lease while it runs: an
+// operation longer than the lease is not taken for abandoned.
+func TestOperationLeaseRenewedWhileItRuns(t *testing.T) {
+	kv := clienttest.NewKV()
+	// Renewed every second; the test waits past the first lease only.
+	const lease = 3 * time.Second
+	a, b, orch := twoProcs(t, kv, func(c *control.Config) { c.OpLease = lease }, nil)
+	ctx := context.Background()
+	const name = "long-resize"
+	built(t, a.c, name, true)
+	release := orch.Hold()
+	t.Cleanup(release)
+	_, err := a.c.Resize(ctx, name, 1)
+	require.NoError(t, err)
+	first := readStoredOp(t, kv, name)
+	require.NotNil(t, first)
+
+	require.Eventually(t, func() bool { return time.Now().After(first.Expires) }, time.Minute, 10*time.Millisecond)
+	now := readStoredOp(t, kv, name)
+	assert.Equal(t, first.ID, now.ID)
+	assert.True(t, now.Expires.After(first.Expires), "the lease was not renewed: %v, first %v", now.Expires, first.Expires)
+	_, err = b.c.Unregister(ctx, name)
+	require.True(t, client.IsStatus(err, http.StatusConflict), "unreg past the first lease of a running resize: %v, want a 409", err)
+
+	release()
+	assert.Empty(t, opDone(t, b.c, name))
+	assert.True(t, readStoredOp(t, kv, name).Done)
+}
