@@ -54,12 +54,17 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 # Short coverage-guided runs of every fuzz target (go test -fuzz takes one
-# target of one package at a time).
+# target of one package at a time). FuzzTarball unpacks on the file system
+# (a few ms an exec when the machine is busy): with the default minimization
+# budget of 60 s per new input, a run spends nearly all its time minimizing,
+# so its minimization is capped at 100 execs.
 fuzz:
 	$(GO) test ./fop -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME)
 	$(GO) test ./fop/image -run='^$$' -fuzz='^FuzzGeometry$$' -fuzztime=$(FUZZTIME)
 	$(GO) test ./storage/local -run='^$$' -fuzz='^FuzzKey$$' -fuzztime=$(FUZZTIME)
 	$(GO) test ./ufop -run='^$$' -fuzz='^FuzzParseSpec$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./ufop -run='^$$' -fuzz='^FuzzResponse$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./builder -run='^$$' -fuzz='^FuzzTarball$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=100x
 
 # Benchmarks: in-process Go benchmarks, then the gateway under wrk on
 # loopback against raw libvips in the same run (see bench/README.md).
