@@ -152,6 +152,13 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.blobLn, err = net.Listen("tcp", net.JoinHostPort(rt.HostIP(), "0")); err != nil {
 		return nil, fmt.Errorf("blob listener on %s: %w", rt.HostIP(), err)
 	}
+	// The instances' firewall opens this port of the machine to them, and
+	// no other.
+	if fw, ok := rt.(interface{ AllowHostPort(int) error }); ok {
+		if err := fw.AllowHostPort(d.blobLn.Addr().(*net.TCPAddr).Port); err != nil {
+			return nil, fmt.Errorf("blob listener: %w", err)
+		}
+	}
 	d.dispatch.SetBlobBase("http://" + d.blobLn.Addr().String())
 
 	// The scaler reads the dispatcher's figures in process and is woken

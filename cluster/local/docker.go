@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,10 +23,12 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"github.com/qufop/qufop/cluster"
 )
@@ -79,11 +83,22 @@ type DockerConfig struct {
 	Network string
 	// PidsLimit caps the processes of one container. Default 256.
 	PidsLimit int64
+	// NoFirewall leaves the host's iptables alone: instances can then
+	// reach every port of this machine and every address it routes to
+	// (Warning says so). For daemons this process cannot firewall (not
+	// root, no iptables); NewDocker falls back to it by itself when
+	// iptables fails.
+	NoFirewall bool
 }
 
 // Docker runs UFOP instances as Docker containers: CPU, memory and pids
-// limits, all capabilities dropped, no-new-privileges, on the platform's
-// own bridge network, the workload port published on 127.0.0.1 only. It
+// limits, all capabilities dropped, no-new-privileges, a read-only root
+// file system but for the image's working directory (a volume of the
+// container's own) and /tmp (a tmpfs), on the platform's own bridge
+// network, the workload port published on 127.0.0.1 only. The bridge is
+// firewalled (see firewall.go): an instance reaches no other instance, no
+// address beyond this machine and, on this machine, only the ports the
+// platform opens to it (AllowHostPort). It
 // implements cluster.Orchestrator and cluster.Catalog. On start it adopts
 // the containers a previous run of the same platform (PlatformID) left,
 // so a restart of the platform keeps the instances; other platforms'
@@ -95,6 +110,11 @@ type Docker struct {
 	hostIP     string
 	network    string
 	ownCli     bool // close cli on Close (New made it)
+	// fw is the bridge's firewall; nil when there is none (warning says
+	// why). allowed are the host ports opened to the instances.
+	fw      *firewall
+	warning string
+	allowed []int
 }
 
 var (
@@ -120,13 +140,21 @@ func NewDocker(cli *client.Client, cfg DockerConfig) (*Docker, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	gw, err := ensureNetwork(ctx, cli, cfg.Network, cfg.PlatformID)
+	gw, bridge, err := ensureNetwork(ctx, cli, cfg.Network, cfg.PlatformID)
 	if err != nil {
 		return nil, err
 	}
 	drv := &dockerDriver{cli: cli, platformID: cfg.PlatformID, network: cfg.Network, pidsLimit: cfg.PidsLimit}
 	d := &Docker{cli: cli, platformID: cfg.PlatformID, hostIP: gw, network: cfg.Network}
 	d.manager = newManager(cfg.Options, drv)
+	// Before adopting: an adopted container is firewalled before it is
+	// served again.
+	if cfg.NoFirewall {
+		d.warning = noFirewallWarning("DockerConfig.NoFirewall is set")
+	} else if err := d.firewall(bridge); err != nil {
+		d.warning = noFirewallWarning(err.Error())
+		d.opts.Logger.Warn(d.warning)
+	}
 	if err := d.adopt(ctx); err != nil {
 		d.close()
 		return nil, err
@@ -147,8 +175,55 @@ func (d *Docker) Network() string { return d.network }
 // Mode returns "docker".
 func (d *Docker) Mode() string { return "docker" }
 
-// Warning is empty: containers are isolated.
-func (d *Docker) Warning() string { return "" }
+// Warning is empty when the containers are isolated, else it says what
+// is missing (the bridge is not firewalled).
+func (d *Docker) Warning() string { return d.warning }
+
+func noFirewallWarning(why string) string {
+	return "UFOP instances are not firewalled (" + why + "): they can reach one another, " +
+		"every port of this machine and every address it routes to"
+}
+
+// firewall sets up the rules of bridge, and removes those of bridges gone.
+func (d *Docker) firewall(bridge string) error {
+	ipt, err := newIPTables()
+	if err != nil {
+		return fmt.Errorf("iptables: %w", err)
+	}
+	unlock := lockNetworks()
+	defer unlock()
+	removeStaleFirewalls(ipt)
+	fw := &firewall{ipt: ipt, bridge: bridge}
+	if err := fw.ensure(nil); err != nil {
+		return err
+	}
+	d.fw = fw
+	return nil
+}
+
+// AllowHostPort lets the instances reach port (TCP) on this machine's
+// addresses: the platform's blob listener on HostIP. Every other port of
+// the machine stays closed to them. Ports opened by an earlier run of the
+// platform are closed again by NewDocker. Without a firewall (Warning)
+// every port is reachable anyway, and this does nothing.
+func (d *Docker) AllowHostPort(port int) error {
+	if port <= 0 || port > 65535 {
+		return fmt.Errorf("docker runtime: host port %d out of range", port)
+	}
+	d.mu.Lock()
+	fw := d.fw
+	if !slices.Contains(d.allowed, port) {
+		d.allowed = append(d.allowed, port)
+	}
+	ports := slices.Clone(d.allowed)
+	d.mu.Unlock()
+	if fw == nil {
+		return nil
+	}
+	unlock := lockNetworks()
+	defer unlock()
+	return fw.ensure(ports)
+}
 
 // Close waits for the containers on their way out (a scale-in: drained,
 // stopped, removed) to be gone, then stops the supervision; the other
@@ -179,6 +254,12 @@ func (d *Docker) releaseNetwork() {
 	}
 	if err := d.cli.NetworkRemove(ctx, d.network); err != nil && !cerrdefs.IsNotFound(err) {
 		d.opts.Logger.Info("docker: network kept", "network", d.network, "err", err)
+		return
+	}
+	if d.fw != nil {
+		if err := d.fw.remove(); err != nil {
+			d.opts.Logger.Warn("docker: firewall of the network left", "network", d.network, "err", err)
+		}
 	}
 }
 
@@ -200,8 +281,8 @@ func lockNetworks() func() {
 }
 
 // ensureNetwork creates the bridge (labelled as the platform's) if missing
-// and returns its gateway.
-func ensureNetwork(ctx context.Context, cli *client.Client, name, platformID string) (string, error) {
+// and returns its gateway and its interface.
+func ensureNetwork(ctx context.Context, cli *client.Client, name, platformID string) (gw, bridge string, err error) {
 	// Docker before API 1.44 happily creates two networks of one name when
 	// two processes ask at once (two runs of one platform, or parallel test
 	// packages), and then refuses to inspect either by name: serialise on
@@ -214,26 +295,31 @@ func ensureNetwork(ctx context.Context, cli *client.Client, name, platformID str
 		_, cerr := cli.NetworkCreate(ctx, name, network.CreateOptions{
 			Driver: "bridge",
 			Labels: map[string]string{LabelNetwork: "1", LabelPlatform: platformID},
+			// Containers of one platform are strangers to each other
+			// (the firewall drops that traffic too: this also holds
+			// where the firewall cannot be set up).
+			Options: map[string]string{"com.docker.network.bridge.enable_icc": "false"},
 		})
 		if cerr != nil && !cerrdefs.IsConflict(cerr) {
-			return "", fmt.Errorf("docker network %s: %w", name, cerr)
+			return "", "", fmt.Errorf("docker network %s: %w", name, cerr)
 		}
 		nw, err = cli.NetworkInspect(ctx, name, network.InspectOptions{})
 	}
 	if err != nil {
-		return "", fmt.Errorf("docker network %s: %w", name, err)
+		return "", "", fmt.Errorf("docker network %s: %w", name, err)
 	}
+	bridge = bridgeName(nw.ID, nw.Options)
 	for _, c := range nw.IPAM.Config {
 		if ip := net.ParseIP(c.Gateway); ip != nil && ip.To4() != nil {
-			return c.Gateway, nil
+			return c.Gateway, bridge, nil
 		}
 	}
 	for _, c := range nw.IPAM.Config { // no gateway recorded: the first address of the subnet
 		if p, err := netip.ParsePrefix(c.Subnet); err == nil && p.Addr().Is4() {
-			return p.Masked().Addr().Next().String(), nil
+			return p.Masked().Addr().Next().String(), bridge, nil
 		}
 	}
-	return "", fmt.Errorf("docker network %s has no IPv4 gateway", name)
+	return "", "", fmt.Errorf("docker network %s has no IPv4 gateway", name)
 }
 
 // adopt takes over the containers earlier runs of this platform left. The
@@ -349,6 +435,12 @@ func RemovePlatform(ctx context.Context, cli *client.Client, platformID string) 
 	for _, n := range nws {
 		if err := cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("remove platform %s: network %s: %w", platformID, n.Name, err))
+			continue
+		}
+		if ipt, err := newIPTables(); err == nil {
+			if err := (&firewall{ipt: ipt, bridge: bridgeName(n.ID, n.Options)}).remove(); err != nil {
+				errs = append(errs, fmt.Errorf("remove platform %s: firewall of network %s: %w", platformID, n.Name, err))
+			}
 		}
 	}
 	imgs, err := cli.ImageList(ctx, image.ListOptions{Filters: own})
@@ -540,11 +632,17 @@ func (d *dockerDriver) create(ctx context.Context, in *instance) error {
 	pids := d.pidsLimit
 	mem := int64(w.MemoryMB) << 20
 	host := &container.HostConfig{
-		NetworkMode:    container.NetworkMode(d.network),
-		PortBindings:   nat.PortMap{port: {{HostIP: "127.0.0.1", HostPort: ""}}},
-		CapDrop:        []string{"ALL"},
-		SecurityOpt:    []string{"no-new-privileges"},
-		ReadonlyRootfs: false,
+		NetworkMode:  container.NetworkMode(d.network),
+		PortBindings: nat.PortMap{port: {{HostIP: "127.0.0.1", HostPort: ""}}},
+		CapDrop:      []string{"ALL"},
+		SecurityOpt:  []string{"no-new-privileges"},
+		// The program writes only to its working directory and /tmp: the
+		// image stays as built, and nothing it leaves survives its
+		// container but the working directory's volume, removed with it.
+		// /tmp holds data, not programs (noexec, as Docker's default).
+		ReadonlyRootfs: true,
+		Tmpfs:          map[string]string{"/tmp": "rw,noexec,nosuid,nodev,mode=1777"},
+		Mounts:         workDirMount(img.Config),
 		Resources: container.Resources{
 			NanoCPUs:   int64(w.CPUs) * 1e9,
 			Memory:     mem,
@@ -564,6 +662,33 @@ func (d *dockerDriver) create(ctx context.Context, in *instance) error {
 	return err
 }
 
+// workDirMount is a volume of the container's own on the image's working
+// directory, so that the program can write there on a read-only root: an
+// anonymous volume is filled with the image's files on first use (the
+// program's own, for images the builder made), lives as long as the
+// container (a restart keeps it) and goes with it (RemoveVolumes). An
+// image without a working directory (or "/") gets none: /tmp only.
+func workDirMount(cfg *dockerspec.DockerOCIImageConfig) []mount.Mount {
+	if cfg == nil {
+		return nil
+	}
+	wd := path.Clean(cfg.WorkingDir)
+	if cfg.WorkingDir == "" || wd == "/" || wd == "/tmp" || !path.IsAbs(wd) {
+		return nil
+	}
+	return []mount.Mount{{Type: mount.TypeVolume, Target: wd}}
+}
+
+// OOMMessage is how an instance that the kernel killed for exceeding its
+// memory limit is reported (its state's message, the 599 of a step it was
+// running).
+func OOMMessage(limitMB int) string {
+	if limitMB <= 0 {
+		return "killed: out of memory"
+	}
+	return fmt.Sprintf("killed: out of memory (limit %d MiB)", limitMB)
+}
+
 func (d *dockerDriver) status(ctx context.Context, in *instance) (bool, string, error) {
 	info, err := d.cli.ContainerInspect(ctx, d.name(in))
 	if cerrdefs.IsNotFound(err) {
@@ -578,7 +703,7 @@ func (d *dockerDriver) status(ctx context.Context, in *instance) (bool, string, 
 	}
 	var why []string
 	if st.OOMKilled {
-		why = append(why, "OOM killed")
+		why = append(why, OOMMessage(in.w.MemoryMB))
 	}
 	why = append(why, fmt.Sprintf("exited with code %d", st.ExitCode))
 	if st.Error != "" {

@@ -23,10 +23,10 @@ import (
 	"github.com/qufop/qufop/internal/testutil"
 )
 
-// busyboxRun serves /www with busybox httpd on 9100, logs SIGTERM and
+// busyboxRun serves /tmp/www (the root is read-only) with busybox httpd on 9100, logs SIGTERM and
 // exits 0 on it, and exits 3 when /tmp/crash appears.
-const busyboxRun = `rm -f /tmp/crash; mkdir -p /www && echo ok > /www/health && echo "$VERSION" > /www/version && ` +
-	`httpd -p 9100 -h /www && echo listening; trap 'echo got SIGTERM; exit 0' TERM; ` +
+const busyboxRun = `rm -f /tmp/crash; mkdir -p /tmp/www && echo ok > /tmp/www/health && echo "$VERSION" > /tmp/www/version && ` +
+	`httpd -p 9100 -h /tmp/www && echo listening; trap 'echo got SIGTERM; exit 0' TERM; ` +
 	`while [ ! -f /tmp/crash ]; do sleep 0.1; done; echo crashing; exit 3`
 
 // testPlatform returns a platform id of its own for t ("test-" and a
@@ -309,7 +309,7 @@ func TestDockerKillTimeout(t *testing.T) {
 	d := newDocker(t, cli, pid, testOptions())
 	w := dockerWorkload(img, name, 1, 1)
 	// sh as PID 1 without a trap ignores SIGTERM.
-	w.Run = `mkdir -p /www && echo ok > /www/health && httpd -p 9100 -h /www && while true; do sleep 0.1; done`
+	w.Run = `mkdir -p /tmp/www && echo ok > /tmp/www/health && httpd -p 9100 -h /tmp/www && while true; do sleep 0.1; done`
 	w.KillTimeout = time.Second
 	if err := d.Deploy(ctx, w); err != nil {
 		t.Fatal(err)

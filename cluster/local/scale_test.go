@@ -432,9 +432,9 @@ func TestScaleUpDuringDrain(t *testing.T) {
 	}
 }
 
-// holdRun serves /www with busybox httpd on 9100 and, on SIGTERM, logs it
+// holdRun serves /tmp/www with busybox httpd on 9100 and, on SIGTERM, logs it
 // and holds its graceful stop until /tmp/release exists.
-const holdRun = `mkdir -p /www && echo ok > /www/health && echo "$VERSION" > /www/version && httpd -p 9100 -h /www && echo listening; ` +
+const holdRun = `mkdir -p /tmp/www && echo ok > /tmp/www/health && echo "$VERSION" > /tmp/www/version && httpd -p 9100 -h /tmp/www && echo listening; ` +
 	`trap 'echo got SIGTERM; while [ ! -f /tmp/release ]; do sleep 0.1; done; echo released; exit 0' TERM; ` +
 	`while true; do sleep 0.1; done`
 
