@@ -55,6 +55,12 @@ const (
 	// maxRequestLine is how much of a connection's first request is read
 	// to route it; a longer request line goes to net/http, which answers it.
 	maxRequestLine = 8 << 10
+	// routeLookupTimeout bounds the lookups of UFOPs made to choose the
+	// front of a request. Past it the request goes to net/http, which
+	// resolves it again under the request's own deadline and answers
+	// (504 if the store still does not answer): a store that hangs slows
+	// a connection down, it never holds it.
+	routeLookupTimeout = time.Second
 )
 
 // fastRequest is a processing request the fast front answers itself.
@@ -132,7 +138,9 @@ func (s *Server) fastHandler(std *connListener) fasthttp.RequestHandler {
 				s.fastFail(rc, errs.New(errs.StatusProcessingFailed, "internal error"))
 			}
 		}()
-		req, ok := s.fastTarget(context.Background(), string(rc.Method()), string(rc.RequestURI()))
+		ctx, cancel := context.WithTimeout(context.Background(), routeLookupTimeout)
+		req, ok := s.fastTarget(ctx, string(rc.Method()), string(rc.RequestURI()))
+		cancel()
 		if !ok {
 			s.handOver(rc, std)
 			return
@@ -324,7 +332,10 @@ func (s *Server) routeConn(c net.Conn, fast, std *connListener) {
 	pc := &peekedConn{Conn: c, r: br}
 	method, rest, _ := strings.Cut(string(line), " ")
 	target, _, _ := strings.Cut(rest, " ")
-	if _, ok := s.fastTarget(context.Background(), method, target); ok {
+	ctx, cancel := context.WithTimeout(context.Background(), routeLookupTimeout)
+	_, ok := s.fastTarget(ctx, method, target)
+	cancel()
+	if ok {
 		s.m.fastConns.WithLabelValues("fast").Inc()
 		fast.put(pc)
 		return

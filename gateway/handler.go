@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -180,6 +181,12 @@ func (s *Server) resolve(ctx context.Context, chain fop.Chain, bucket string) ([
 				caller = s.owner(bucket)
 			}
 			p, err := s.ufops.Resolve(ctx, cmd, caller)
+			var known *errs.Error
+			if err != nil && ctx.Err() != nil && !errors.As(err, &known) {
+				// The lookup ran out of time (or the client left) and
+				// says nothing else: 504 (499), not "processing failed".
+				err = contextError(ctx)
+			}
 			if err != nil {
 				return steps, err
 			}

@@ -109,6 +109,7 @@ type Server struct {
 	instances map[string]*instance
 	changed   chan struct{} // closed and replaced on every change
 	down      bool
+	hang      chan struct{} // non-nil: SetHang(true), closed by SetHang(false)
 
 	sessions  map[string]*session
 	sessIndex uint64                   // index of the last session change
@@ -213,6 +214,22 @@ func (s *Server) SetDown(down bool) {
 	// Wake held queries; they answer 500 while down. No index change.
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// SetHang(true) makes every request but the agent's own hold without an
+// answer, as a Consul whose servers stopped answering (or a network that
+// drops the packets) does, until SetHang(false), the client gives up or
+// the server closes; then it is served as usual. Requests() counts them.
+func (s *Server) SetHang(hang bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case hang && s.hang == nil:
+		s.hang = make(chan struct{})
+	case !hang && s.hang != nil:
+		close(s.hang)
+		s.hang = nil
+	}
 }
 
 // SetIndex forces the global index to n, as after a snapshot restore; it
@@ -321,11 +338,24 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	s.mu.Lock()
 	down := s.down
+	hang := s.hang
 	s.expireLocked()
 	s.mu.Unlock()
 	if strings.HasPrefix(r.URL.Path, "/v1/agent/") {
 		s.serveAgent(w, r, strings.TrimPrefix(r.URL.Path, "/v1/agent/"))
 		return
+	}
+	if hang != nil {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+			return // the client gave up
+		case <-s.quit:
+			return
+		}
+		s.mu.Lock()
+		down = s.down
+		s.mu.Unlock()
 	}
 	if down {
 		failDown(w)
