@@ -86,13 +86,27 @@ type source struct {
 	w, h int
 }
 
+// probe reads a header with libvips; a variable so that tests can tell
+// whether an input got that far.
+var probe = vips.Probe
+
 // open reads the header and checks the byte limit and, with pixels, the side,
-// area and frame limits.
+// area and frame limits: those a JPEG, PNG or GIF container states are
+// checked before libvips reads the input at all (see container), and a PNG
+// cut before its IEND chunk is refused there too.
 func (x *Image) open(in fop.Blob, pixels bool) (*source, error) {
 	if int64(len(in.Data)) > x.cfg.MaxSrcBytes {
 		return nil, errs.BadRequest("source image too large: %d bytes (limit %d)", len(in.Data), x.cfg.MaxSrcBytes)
 	}
-	hdr, err := vips.Probe(in.Data)
+	if c, ok := readContainer(in.Data); ok && pixels {
+		if err := x.checkSource(c.w, c.h, c.frames); err != nil {
+			return nil, err
+		}
+		if c.truncated {
+			return nil, errs.BadRequest("invalid or truncated image data: the PNG ends before its IEND chunk")
+		}
+	}
+	hdr, err := probe(in.Data)
 	if err != nil {
 		if errors.Is(err, vips.ErrUnsupported) {
 			return nil, errs.BadRequest("unsupported image format")
@@ -109,16 +123,24 @@ func (x *Image) open(in fop.Blob, pixels bool) (*source, error) {
 	if !pixels {
 		return s, nil
 	}
-	if hdr.Width > x.cfg.MaxSrcSide || hdr.Height > x.cfg.MaxSrcSide {
-		return nil, errs.BadRequest("source image too large: %dx%d (limit %d px per side)", hdr.Width, hdr.Height, x.cfg.MaxSrcSide)
-	}
-	if hdr.Width*hdr.Height > x.cfg.MaxSrcPixels {
-		return nil, errs.BadRequest("source image too large: %dx%d (limit %d pixels)", hdr.Width, hdr.Height, x.cfg.MaxSrcPixels)
-	}
-	if hdr.Pages > x.cfg.MaxGIFFrames {
-		return nil, errs.BadRequest("too many frames: %d (limit %d)", hdr.Pages, x.cfg.MaxGIFFrames)
+	if err := x.checkSource(hdr.Width, hdr.Height, hdr.Pages); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// checkSource refuses a source over the side, area or frame limits.
+func (x *Image) checkSource(w, h, frames int) error {
+	if w > x.cfg.MaxSrcSide || h > x.cfg.MaxSrcSide {
+		return errs.BadRequest("source image too large: %dx%d (limit %d px per side)", w, h, x.cfg.MaxSrcSide)
+	}
+	if w*h > x.cfg.MaxSrcPixels {
+		return errs.BadRequest("source image too large: %dx%d (limit %d pixels)", w, h, x.cfg.MaxSrcPixels)
+	}
+	if frames > x.cfg.MaxGIFFrames {
+		return errs.BadRequest("too many frames: %d (limit %d)", frames, x.cfg.MaxGIFFrames)
+	}
+	return nil
 }
 
 // checkOut refuses an output larger than the limits.
