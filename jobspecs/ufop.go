@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -117,7 +118,26 @@ type Options struct {
 	// with an exponential delay from RescheduleDelay up to
 	// RescheduleMaxDelay.
 	RescheduleDelay, RescheduleMaxDelay time.Duration
+
+	// Network is the docker driver's network_mode: the Docker network the
+	// operator made for UFOP instances on every client (see "Isolation" in
+	// jobspecs/README.md: inter-container traffic off, firewalled). ""
+	// leaves network_mode out: Docker's default bridge, where instances
+	// reach one another and the node's ports. DefaultOptions takes it from
+	// $QUFOP_UFOP_NETWORK (EnvNetwork).
+	Network string
+	// PidsLimit caps the processes of one instance (pids_limit). At least 1.
+	PidsLimit int64
 }
+
+// EnvNetwork names the variable that DefaultOptions reads Options.Network
+// from, so that every role that renders UFOP jobs (builder, scaler) runs
+// them on the operator's network.
+const EnvNetwork = "QUFOP_UFOP_NETWORK"
+
+// DefaultPidsLimit is Options.PidsLimit of DefaultOptions, as the local
+// runtime's.
+const DefaultPidsLimit = 256
 
 // DefaultOptions are the platform's defaults; see the package doc for the
 // reasons.
@@ -144,6 +164,8 @@ func DefaultOptions() Options {
 		RestartDelay:       15 * time.Second,
 		RescheduleDelay:    30 * time.Second,
 		RescheduleMaxDelay: 10 * time.Minute,
+		Network:            os.Getenv(EnvNetwork),
+		PidsLimit:          DefaultPidsLimit,
 	}
 }
 
@@ -246,6 +268,21 @@ func UFOPJob(w cluster.Workload, o Options) (*api.Job, error) {
 			// which the JSON API spells as a list of maps (a plain map is
 			// refused at task start: "list of map of string required").
 			"labels": []map[string]string{meta()},
+			// Isolation (README "Isolation"): no capabilities, no gaining
+			// any through setuid files, a bounded number of processes, and
+			// an image that stays as built; the program writes to /tmp (a
+			// tmpfs charged to its memory) and to Nomad's own task and
+			// alloc directories (/local, /alloc).
+			"cap_drop":        []string{"all"},
+			"security_opt":    []string{"no-new-privileges"},
+			"pids_limit":      o.PidsLimit,
+			"readonly_rootfs": true,
+			"mount": []map[string]any{{
+				"type":          "tmpfs",
+				"target":        "/tmp",
+				"readonly":      false,
+				"tmpfs_options": []map[string]any{{"size": int64(w.MemoryMB) << 20}},
+			}},
 		},
 		Env:           env,
 		Resources:     res,
@@ -305,6 +342,10 @@ func UFOPJob(w cluster.Workload, o Options) (*api.Job, error) {
 
 	if w.Scaling != nil {
 		group.Scaling = scalingBlock(*w.Scaling)
+	}
+
+	if o.Network != "" {
+		task.Config["network_mode"] = o.Network
 	}
 
 	job := &api.Job{
@@ -394,6 +435,10 @@ func pointerOf[T any](v T) *T { return &v }
 var (
 	healthPath = regexp.MustCompile(`^/[^\s?#]*$`)
 	digestRef  = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
+	// networkName is a Docker network name; "host" and "none" are names
+	// too, and refused: the first shares the node's network, the second
+	// has none for the port mapping.
+	networkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 )
 
 func validate(w cluster.Workload, o Options) error {
@@ -463,6 +508,12 @@ func validate(w cluster.Workload, o Options) error {
 	}
 	if o.AutoPromote && o.Canary == NoCanary {
 		bad("Options.AutoPromote", "needs canaries (Canary is NoCanary)")
+	}
+	if o.PidsLimit < 1 {
+		bad("Options.PidsLimit", "want at least 1 (Docker takes 0 as no limit), got %d", o.PidsLimit)
+	}
+	if o.Network == "host" || o.Network == "none" || o.Network != "" && !networkName.MatchString(o.Network) {
+		bad("Options.Network", "want a Docker network name, got %q", o.Network)
 	}
 	if o.MaxParallel < 1 {
 		bad("Options.MaxParallel", "want at least 1 (0 would disable deployments), got %d", o.MaxParallel)

@@ -467,6 +467,9 @@ func TestValidation(t *testing.T) {
 		{"bad canary", func(w *cluster.Workload, o *Options) { o.Canary = -2 }, "Options.Canary", "got -2"},
 		{"auto promote without canary", func(w *cluster.Workload, o *Options) { o.Canary = NoCanary; o.AutoPromote = true }, "Options.AutoPromote", "canaries"},
 		{"max parallel 0", func(w *cluster.Workload, o *Options) { o.MaxParallel = 0 }, "Options.MaxParallel", "at least 1"},
+		{"pids limit 0", func(w *cluster.Workload, o *Options) { o.PidsLimit = 0 }, "Options.PidsLimit", "at least 1"},
+		{"host network", func(w *cluster.Workload, o *Options) { o.Network = "host" }, "Options.Network", `"host"`},
+		{"bad network", func(w *cluster.Workload, o *Options) { o.Network = "my net" }, "Options.Network", `"my net"`},
 		{"negative warm-up", func(w *cluster.Workload, o *Options) { o.WarmUp = -time.Second }, "Options.WarmUp", "got -1s"},
 		{"healthy deadline ≤ warm-up", func(w *cluster.Workload, o *Options) { o.HealthyDeadline = o.WarmUp }, "Options.HealthyDeadline", "more than WarmUp"},
 		{"progress deadline ≤ healthy", func(w *cluster.Workload, o *Options) { o.ProgressDeadline = o.HealthyDeadline }, "Options.ProgressDeadline", "more than HealthyDeadline"},
@@ -534,5 +537,51 @@ func TestCanonicalize(t *testing.T) {
 	}
 	if *g.RestartPolicy.Mode != "delay" || *g.Tasks[0].KillTimeout != 10*time.Second || *g.Tasks[0].Resources.MemoryMaxMB != 1536 {
 		t.Error("Canonicalize changed restart mode, kill_timeout or memory_max")
+	}
+}
+
+// The task runs isolated with the docker driver's own options: no
+// capabilities, no-new-privileges, a pids limit, a read-only root with a
+// tmpfs /tmp as large as the memory, on the network the operator names
+// ($QUFOP_UFOP_NETWORK), or Docker's default one when none is named.
+func TestIsolation(t *testing.T) {
+	t.Setenv(EnvNetwork, "")
+	cfg := mustJob(t, demo(), DefaultOptions()).TaskGroups[0].Tasks[0].Config
+	if _, ok := cfg["network_mode"]; ok {
+		t.Errorf("network_mode %v with no network named", cfg["network_mode"])
+	}
+	want := map[string]any{
+		"cap_drop":        []string{"all"},
+		"security_opt":    []string{"no-new-privileges"},
+		"pids_limit":      int64(DefaultPidsLimit),
+		"readonly_rootfs": true,
+		"mount": []map[string]any{{
+			"type": "tmpfs", "target": "/tmp", "readonly": false,
+			"tmpfs_options": []map[string]any{{"size": int64(demo().MemoryMB) << 20}},
+		}},
+	}
+	for k, v := range want {
+		if !reflect.DeepEqual(cfg[k], v) {
+			t.Errorf("config %s = %#v, want %#v", k, cfg[k], v)
+		}
+	}
+
+	t.Setenv(EnvNetwork, "qufop-ufops")
+	o := DefaultOptions()
+	o.PidsLimit = 64
+	job := mustJob(t, demo(), o)
+	cfg = job.TaskGroups[0].Tasks[0].Config
+	if cfg["network_mode"] != "qufop-ufops" || cfg["pids_limit"] != int64(64) {
+		t.Errorf("network_mode %v pids_limit %v", cfg["network_mode"], cfg["pids_limit"])
+	}
+	// As the Nomad API takes it: the JSON of the task config.
+	b, err := Marshal(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{`"network_mode": "qufop-ufops"`, `"readonly_rootfs": true`, `"cap_drop": [`, `"no-new-privileges"`, `"pids_limit": 64`, `"type": "tmpfs"`} {
+		if !bytes.Contains(b, []byte(s)) {
+			t.Errorf("rendered job lacks %s", s)
+		}
 	}
 }
