@@ -329,3 +329,69 @@ func TestDockerIsolation(t *testing.T) {
 		t.Fatalf("bridge %s still there", bridge)
 	}
 }
+
+// iptablesS is `iptables -S chain`.
+func iptablesS(t *testing.T, chain string) string {
+	t.Helper()
+	out, err := exec.Command("iptables", "-S", chain).CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables -S %s: %v %s", chain, err, out)
+	}
+	return string(out)
+}
+
+// The rules are set up idempotently: a second runtime of the platform (a
+// restart) puts no second jump in, and closes the ports the first opened
+// until it opens its own.
+func TestDockerFirewallIdempotent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: the firewall needs root (iptables)")
+	}
+	cli, _, pid := dockerSetup(t)
+	ctx := context.Background()
+	d1 := newDocker(t, cli, pid, testOptions())
+	nw, err := cli.NetworkInspect(ctx, d1.Network(), network.InspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bridge := bridgeName(nw.ID, nw.Options)
+	for range 2 {
+		if err := d1.AllowHostPort(4711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d2 := newDocker(t, cli, pid, testOptions())
+	if err := d2.AllowHostPort(4712); err != nil {
+		t.Fatal(err)
+	}
+	in := iptablesS(t, chainInPrefix+bridge)
+	if strings.Contains(in, "--dport 4711") || strings.Count(in, "--dport 4712") != 1 || strings.Count(in, "-j DROP") != 1 {
+		t.Errorf("chain %s%s:\n%s", chainInPrefix, bridge, in)
+	}
+	if n := strings.Count(iptablesS(t, "INPUT"), "-i "+bridge+" -j "+chainInPrefix+bridge); n != 1 {
+		t.Errorf("%d INPUT jumps to the chain of %s", n, bridge)
+	}
+	if n := strings.Count(iptablesS(t, "DOCKER-USER"), "-i "+bridge+" -j "+chainFwdPrefix+bridge); n != 1 {
+		t.Errorf("%d DOCKER-USER jumps to the chain of %s", n, bridge)
+	}
+	if err := d2.AllowHostPort(0); err == nil {
+		t.Error("port 0 allowed")
+	}
+}
+
+// Without the firewall (NoFirewall, or no iptables) the runtime says so:
+// `qufop dev` prints the warning.
+func TestDockerNoFirewallWarns(t *testing.T) {
+	cli, _, pid := dockerSetup(t)
+	d, err := NewDocker(cli, DockerConfig{Options: testOptions(), PlatformID: pid, NoFirewall: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if w := d.Warning(); !strings.Contains(w, "not firewalled") || !strings.Contains(w, "every port of this machine") {
+		t.Fatalf("warning %q", w)
+	}
+	if err := d.AllowHostPort(4711); err != nil {
+		t.Fatalf("AllowHostPort without a firewall: %v", err)
+	}
+}
