@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/qufop/qufop/errs"
@@ -240,6 +241,12 @@ func TestReadContainer(t *testing.T) {
 			t.Errorf("%s: container %+v %v, libvips %dx%d %v", name, c, ok, h.Width, h.Height, err)
 		}
 	}
+	for name, want := range map[string]bool{"storm-1920x1080.jpg": false, "blinds-exif-o6-gps.jpg": false, "kleiber-6028x3391.jpg": false} {
+		b := mustRead(testdata + name)
+		if cutJPEG(b) != want || !cutJPEG(b[:len(b)/2]) || !cutJPEG(b[:len(b)-2]) {
+			t.Errorf("%s: cutJPEG whole %v, half %v, without EOI %v", name, cutJPEG(b), cutJPEG(b[:len(b)/2]), cutJPEG(b[:len(b)-2]))
+		}
+	}
 	g := animatedGIF(5, 40, 30)
 	if c, ok := readContainer(g); !ok || c.w != 40 || c.h != 30 || c.frames != 5 {
 		t.Errorf("5-frame GIF: %+v %v", c, ok)
@@ -281,4 +288,42 @@ func FuzzContainer(f *testing.F) {
 			t.Fatalf("%+v", c)
 		}
 	})
+}
+
+// TestTruncatedConcurrently: a truncated JPEG is a 400 however many run at
+// once. libvips keeps one error buffer for all threads: a failing call
+// could read another's message, or none (the other cleared it), and a bad
+// input was then taken for a processing failure (599).
+func TestTruncatedConcurrently(t *testing.T) {
+	r := defReg(t)
+	data := bombBytes(t, "jpeg-truncated.jpg")
+	var wg sync.WaitGroup
+	errc := make(chan string, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 8; i++ {
+				for _, q := range []string{"imageMogr2/thumbnail/200x", "imageAve", "imageView2/2/w/200"} {
+					if _, err := do(t, r, q, data); status(err) != 400 {
+						select {
+						case errc <- q + ": " + errs.Public(err):
+						default:
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	n := 0
+	for e := range errc {
+		if n++; n <= 3 {
+			t.Errorf("truncated JPEG: %s, want 400", e)
+		}
+	}
+	if n > 3 {
+		t.Errorf("... and %d more", n-3)
+	}
 }

@@ -151,3 +151,14 @@ func readGIF(b []byte) (container, bool) {
 	}
 	return c, c.frames > 0
 }
+
+// cutJPEG reports whether b is a JPEG with no EOI marker after its last
+// start of scan: cut before its end. (An EXIF thumbnail has its own SOS
+// and EOI, before the image's; stuffing keeps both markers out of the
+// entropy-coded data.)
+func cutJPEG(b []byte) bool {
+	if !bytes.HasPrefix(b, []byte("\xff\xd8")) {
+		return false
+	}
+	return bytes.LastIndex(b, []byte("\xff\xd9")) < bytes.LastIndex(b, []byte("\xff\xda"))
+}

@@ -195,7 +195,13 @@ func failed(err error) error {
 // run executes f on a locked OS thread and frees libvips' per-thread
 // buffers afterwards, so a worker goroutine does not spread them over every
 // thread of the runtime.
-func run[T any](ctx context.Context, f func() (T, error)) (T, error) {
+//
+// A processing failure (599) of a JPEG with no EOI marker after its last
+// scan is a 400: the input was cut. failed cannot always tell, as libvips
+// keeps one error buffer for all threads: with calls failing at once, one
+// reads the others' messages and another finds the buffer cleared (a third
+// of truncated JPEGs came back 599 from 8 goroutines).
+func run[T any](ctx context.Context, data []byte, f func() (T, error)) (T, error) {
 	if err := ctx.Err(); err != nil {
 		var zero T
 		return zero, errs.Wrap(errs.StatusProcessingFailed, err, "processing cancelled")
@@ -203,7 +209,11 @@ func run[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer vips.ThreadShutdown()
-	return f()
+	v, err := f()
+	if err != nil && errs.Status(err) == errs.StatusProcessingFailed && cutJPEG(data) {
+		return v, errs.Wrap(400, err, "invalid or truncated image data")
+	}
+	return v, err
 }
 
 // formats: output format names accepted by format/<fmt>.

@@ -133,7 +133,7 @@ func (c *Exif) Process(ctx context.Context, cmd fop.Cmd, in fop.Blob) (fop.Blob,
 	if _, err := c.x.open(in, false); err != nil {
 		return fop.Blob{}, err
 	}
-	res, err := run(ctx, func() (map[string]ExifValue, error) {
+	res, err := run(ctx, in.Data, func() (map[string]ExifValue, error) {
 		im, err := vips.Load(in.Data, vips.LoadOptions{Sequential: true})
 		if err != nil {
 			return nil, failed(err)
@@ -243,7 +243,7 @@ func (c *ImageAve) Process(ctx context.Context, cmd fop.Cmd, in fop.Blob) (fop.B
 	if _, err := c.x.open(in, true); err != nil {
 		return fop.Blob{}, err
 	}
-	rgb, err := run(ctx, func() (string, error) {
+	rgb, err := run(ctx, in.Data, func() (string, error) {
 		im, err := vips.Thumbnail(in.Data, vips.ThumbnailOptions{Width: 256, Height: 256, Size: vips.SizeDown, FailOnTruncated: true})
 		if err != nil {
 			return "", failed(err)

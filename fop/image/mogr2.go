@@ -150,7 +150,7 @@ func (c *ImageMogr2) Process(ctx context.Context, cmd fop.Cmd, in fop.Blob) (fop
 	if err != nil {
 		return fop.Blob{}, err
 	}
-	out, err := run(ctx, func() (fop.Blob, error) { return c.x.mogr2(p, in) })
+	out, err := run(ctx, in.Data, func() (fop.Blob, error) { return c.x.mogr2(p, in) })
 	return ignoreOr(in, p.ignore, out, err)
 }
 

@@ -73,7 +73,7 @@ func (c *ImageView2) Process(ctx context.Context, cmd fop.Cmd, in fop.Blob) (fop
 	if err != nil {
 		return fop.Blob{}, err
 	}
-	out, err := run(ctx, func() (fop.Blob, error) { return c.x.view2(p, in) })
+	out, err := run(ctx, in.Data, func() (fop.Blob, error) { return c.x.view2(p, in) })
 	return ignoreOr(in, p.ignore, out, err)
 }
 
