@@ -56,9 +56,10 @@ func TestBuilderOnNomadAndConsul(t *testing.T) {
 	root.SetOut(out)
 	root.SetErr(out)
 	creds := auth.Credentials{AccessKey: "AK_BUILDER", SecretKey: "SK_BUILDER"}
+	t.Setenv(envAccessKey, creds.AccessKey)
+	t.Setenv(envSecretKey, creds.SecretKey)
 	root.SetArgs([]string{"builder", "--listen", addr, "--data", t.TempDir(), "--quiet",
-		"--nomad-addr", nf.URL(), "--consul-addr", cf.Addr(), "--registry", registry,
-		"--access-key", creds.AccessKey, "--secret-key", creds.SecretKey})
+		"--nomad-addr", nf.URL(), "--consul-addr", cf.Addr(), "--registry", registry})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()

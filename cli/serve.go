@@ -77,12 +77,20 @@ func newLogger(w io.Writer, quiet bool) *slog.Logger {
 type controlFlags struct {
 	cfg        platform.ControlConfig
 	baseImages []string // NAME=REF
+	// accessFlag and secretFlag are the removed --access-key/--secret-key.
+	accessFlag, secretFlag string
 }
 
 func newControlFlags(fs *pflag.FlagSet, registry, registryUsage string) *controlFlags {
 	f := &controlFlags{}
-	fs.StringVar(&f.cfg.Creds.AccessKey, "access-key", "", "access key of the admin user (default: generated once and kept in <data>/admin.json)")
-	fs.StringVar(&f.cfg.Creds.SecretKey, "secret-key", "", "secret key of the admin user")
+	// The admin keys come from the environment (rendered from Nomad
+	// Variables in jobspecs/builder.nomad.hcl), never from flags: a command
+	// line is visible to every user of the node (ps, /proc) and is kept in
+	// Nomad's job spec. The old flags stay, hidden, to say so.
+	fs.StringVar(&f.accessFlag, "access-key", "", "")
+	fs.StringVar(&f.secretFlag, "secret-key", "", "")
+	_ = fs.MarkHidden("access-key")
+	_ = fs.MarkHidden("secret-key")
 	fs.StringVar(&f.cfg.Registry, "registry", registry, registryUsage)
 	fs.StringArrayVar(&f.baseImages, "base-image", nil, `base image a ufop.yaml "image:" name stands for (NAME=REF, repeatable; defaults: `+defaultBases()+`)`)
 	fs.DurationVar(&f.cfg.BuildTimeout, "build-timeout", builder.DefaultTimeout, "deadline of one UFOP build")
@@ -101,8 +109,12 @@ func defaultBases() string {
 // config is the control plane's configuration from the flags.
 func (f *controlFlags) config() (platform.ControlConfig, error) {
 	cfg := f.cfg
+	if f.accessFlag != "" || f.secretFlag != "" {
+		return cfg, fmt.Errorf("--access-key and --secret-key are gone (a command line is visible to every user of the machine): set %s and %s in the environment instead", envAccessKey, envSecretKey)
+	}
+	cfg.Creds.AccessKey, cfg.Creds.SecretKey = os.Getenv(envAccessKey), os.Getenv(envSecretKey)
 	if (cfg.Creds.AccessKey == "") != (cfg.Creds.SecretKey == "") {
-		return cfg, fmt.Errorf("give both --access-key and --secret-key, or neither")
+		return cfg, fmt.Errorf("set both %s and %s, or neither (then keys are generated once into <data>/admin.json)", envAccessKey, envSecretKey)
 	}
 	cfg.BaseImages = map[string]string{}
 	for _, s := range f.baseImages {
@@ -118,14 +130,17 @@ func (f *controlFlags) config() (platform.ControlConfig, error) {
 // keysText says where the admin keys are, for the welcome text.
 func keysText(k platform.Keys) string {
 	if k.From == "given" {
-		return "given with --access-key and --secret-key"
+		return "from $" + envAccessKey + " and $" + envSecretKey
 	}
 	return "in " + k.From
 }
 
+// printGeneratedKeys says that keys were generated and where the secret is;
+// never the secret itself: a service's output ends up in logs (Nomad keeps
+// an allocation's stdout), readable by more people than the key file.
 func printGeneratedKeys(w io.Writer, who string, k platform.Keys) {
 	if k.Generated {
-		fmt.Fprintf(w, "%s: admin keys generated (kept in %s):\n  access key %s\n  secret key %s\n", who, k.From, k.AccessKey, k.SecretKey)
+		fmt.Fprintf(w, "%s: admin keys generated: access key %s, secret key in %s (readable by this user only)\n", who, k.AccessKey, k.From)
 	}
 }
 

@@ -21,17 +21,25 @@ import (
 const AdminUser = "admin"
 
 // loadAdmin returns the admin keys: given ones, else <data>/admin.json,
-// else new ones saved there (0600). generated says the keys are new.
+// else new ones saved there (0600: only the service's user reads the
+// secret). generated says the keys are new. The secret is never printed.
 func loadAdmin(data string, given auth.Credentials) (creds auth.Credentials, generated bool, _ error) {
 	if given.AccessKey != "" || given.SecretKey != "" {
 		if given.AccessKey == "" || given.SecretKey == "" {
-			return auth.Credentials{}, false, errors.New("give both --access-key and --secret-key, or neither")
+			return auth.Credentials{}, false, errors.New("set both the access and the secret key, or neither")
 		}
 		return given, false, nil
 	}
 	path := filepath.Join(data, "admin.json")
 	b, err := os.ReadFile(path)
 	if err == nil {
+		// A file copied or made by hand may be readable by others: the
+		// secret key is for this user only.
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(path, 0o600); err != nil {
+				return auth.Credentials{}, false, fmt.Errorf("%s is readable by other users and cannot be made private: %w", path, err)
+			}
+		}
 		var c auth.Credentials
 		if err := json.Unmarshal(b, &c); err != nil || c.AccessKey == "" || c.SecretKey == "" {
 			return auth.Credentials{}, false, fmt.Errorf("%s is corrupt: remove it to get new keys", path)

@@ -77,7 +77,15 @@ func TestLoadAdmin(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, given, got)
 	_, _, err = loadAdmin(dir, auth.Credentials{AccessKey: "AK"})
-	require.ErrorContains(t, err, "give both")
+	require.ErrorContains(t, err, "set both")
+
+	// A key file others may read is made private.
+	require.NoError(t, os.Chmod(filepath.Join(dir, "admin.json"), 0o644))
+	_, _, err = loadAdmin(dir, auth.Credentials{})
+	require.NoError(t, err)
+	fi, err = os.Stat(filepath.Join(dir, "admin.json"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "admin.json"), []byte("{}"), 0o600))
 	_, _, err = loadAdmin(dir, auth.Credentials{})
