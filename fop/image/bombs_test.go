@@ -327,3 +327,39 @@ func TestTruncatedConcurrently(t *testing.T) {
 		t.Errorf("... and %d more", n-3)
 	}
 }
+
+// TestMogr2RefusedBeforeDecode: imageMogr2 refuses an output or
+// intermediate image over the limits from the header, without decoding a
+// source that is itself within them (12000x12000, 144 Mpx; one bit a
+// pixel, 17 KB of PNG, 144 MB decoded).
+func TestMogr2RefusedBeforeDecode(t *testing.T) {
+	r := defReg(t)
+	big := zeroPNG(12000, 12000, 1, 0)
+	decodes := 0
+	origLoad, origThumb := loadImage, thumbnailImage
+	loadImage = func(b []byte, o vips.LoadOptions) (*vips.Image, error) { decodes++; return origLoad(b, o) }
+	thumbnailImage = func(b []byte, o vips.ThumbnailOptions) (*vips.Image, error) { decodes++; return origThumb(b, o) }
+	t.Cleanup(func() { loadImage, thumbnailImage = origLoad, origThumb })
+	for q, want := range map[string]string{
+		"imageMogr2/rotate/90":                    "output image too large: 12000x12000 (limit 9999 px per side)",
+		"imageMogr2/rotate/45":                    "intermediate image too large",
+		"imageMogr2/blur/3x2":                     "output image too large: 12000x12000",
+		"imageMogr2/thumbnail/!200p/crop/100x100": "intermediate image too large: 24000x24000",
+		"imageMogr2/crop/!9999x9999a0a0":          "output image too large: 9999x9999",
+		"imageMogr2/auto-orient/rotate/180":       "output image too large",
+	} {
+		decodes = 0
+		_, err := do(t, r, q, big)
+		if status(err) != 400 || !strings.Contains(errs.Public(err), want) {
+			t.Errorf("%s: %v, want a 400 saying %q", q, err, want)
+		}
+		if decodes != 0 {
+			t.Errorf("%s: decoded before the refusal", q)
+		}
+	}
+	// Within the limits it runs (and decodes).
+	decodes = 0
+	if _, err := do(t, r, "imageMogr2/crop/!100x100a0a0/rotate/30", big); err != nil || decodes != 1 {
+		t.Errorf("a small crop: %v (%d decodes)", err, decodes)
+	}
+}

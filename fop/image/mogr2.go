@@ -159,6 +159,9 @@ func (x *Image) mogr2(p mogr2Params, in fop.Blob) (fop.Blob, error) {
 	if err != nil {
 		return fop.Blob{}, err
 	}
+	if err := x.mogr2Plan(src, p.ops); err != nil {
+		return fop.Blob{}, err
+	}
 	im, ops, err := x.mogr2Load(src, p.ops)
 	if err != nil {
 		return fop.Blob{}, failed(err)
@@ -220,6 +223,53 @@ func (x *Image) mogr2(p mogr2Params, in fop.Blob) (fop.Blob, error) {
 	return fop.Blob{Data: b, MIME: mimes[o.format], Derived: true}, nil
 }
 
+// mogr2Plan follows the sizes of the operations from the header and
+// refuses an intermediate or output image over the limits before anything
+// is decoded: a rotate/90 of a 12000x12000 PNG, refused after the decode
+// for its 12000 px output, had first taken 150 MB for a 17 KB file. The
+// run checks again on the real sizes; for an arbitrary angle the plan
+// takes a size no larger than libvips' (the bounding box, rounded down
+// less a pixel), so that it never refuses what the run would accept. A
+// crop outside the image ends the plan: the run names that error.
+func (x *Image) mogr2Plan(src *source, ops []mogrOp) error {
+	w, h := src.hdr.Width, src.hdr.Height
+	oriented := false
+	grav := northWest
+	for _, op := range ops {
+		switch op.kind {
+		case opAutoOrient:
+			if !oriented {
+				w, h, oriented = src.w, src.h, true
+			}
+		case opThumbnail:
+			w, h = op.thumb.target(w, h)
+		case opGravity:
+			grav = op.gravity
+		case opCrop:
+			_, _, cw, ch, ok := op.crop.rect(w, h, grav)
+			if !ok {
+				return nil
+			}
+			w, h = cw, ch
+		case opRotate:
+			switch op.degrees % 360 {
+			case 90, 270:
+				w, h = h, w
+			case 0, 180:
+			default:
+				a := float64(op.degrees) * math.Pi / 180
+				c, s := math.Abs(math.Cos(a)), math.Abs(math.Sin(a))
+				fw, fh := float64(w), float64(h)
+				w, h = max(1, int(fw*c+fh*s)-1), max(1, int(fw*s+fh*c)-1)
+			}
+		}
+		if err := x.checkWork(w, h); err != nil {
+			return err
+		}
+	}
+	return x.checkOut(w, h)
+}
+
 // mogr2Load decodes the input for imageMogr2. When the operations start
 // with a shrinking thumbnail (after an optional auto-orient), that step is
 // done by vips_thumbnail_buffer with shrink-on-load, and the operations left
@@ -235,15 +285,22 @@ func (x *Image) mogr2Load(src *source, ops []mogrOp) (*vips.Image, []mogrOp, err
 			w, h = src.w, src.h
 		}
 		if tw, th := ops[i].thumb.target(w, h); tw <= w && th <= h {
-			im, err := vips.Thumbnail(src.data, vips.ThumbnailOptions{
+			im, err := thumbnailImage(src.data, vips.ThumbnailOptions{
 				Width: tw, Height: th, Size: vips.SizeForce, NoRotate: !orient, FailOnTruncated: true,
 			})
 			return im, ops[i+1:], err
 		}
 	}
-	im, err := vips.Load(src.data, vips.LoadOptions{Sequential: true, FailOnTruncated: true})
+	im, err := loadImage(src.data, vips.LoadOptions{Sequential: true, FailOnTruncated: true})
 	return im, ops, err
 }
+
+// The decoders of imageMogr2; variables so that tests can tell whether an
+// input got that far.
+var (
+	loadImage      = vips.Load
+	thumbnailImage = vips.Thumbnail
+)
 
 // rotate turns im clockwise; the corners of a non-right angle are white, or
 // transparent when the image has alpha.
