@@ -131,7 +131,7 @@ func instance(a *api.AllocationListStub, version int) cluster.Instance {
 	} else {
 		in.Healthy = in.State == "running"
 	}
-	var last *api.TaskEvent
+	var last, stop *api.TaskEvent
 	for _, ts := range a.TaskStates {
 		in.Restarts += int(ts.Restarts)
 		if in.Started.IsZero() || (!ts.StartedAt.IsZero() && ts.StartedAt.Before(in.Started)) {
@@ -140,12 +140,34 @@ func instance(a *api.AllocationListStub, version int) cluster.Instance {
 		if n := len(ts.Events); n > 0 && (last == nil || ts.Events[n-1].Time > last.Time) {
 			last = ts.Events[n-1]
 		}
+		for _, e := range ts.Events {
+			if e.Type == api.TaskTerminated && (stop == nil || e.Time >= stop.Time) {
+				stop = e
+			}
+		}
 	}
 	if last != nil && last.DisplayMessage != "" && in.Message != "unhealthy" {
 		in.Message = last.DisplayMessage
 	}
+	// The kernel's kill for the flavor's memory is told as the local
+	// runtime tells it, and stays told after the restart.
+	if stop != nil && stop.Details["oom_killed"] == "true" && in.Message != "unhealthy" {
+		switch {
+		case last == stop:
+			in.Message = oomKilled
+		case last.Type == api.TaskStarted:
+			in.Message = "last restart: " + oomKilled
+		default:
+			in.Message = oomKilled + "; " + last.DisplayMessage
+		}
+	}
 	return in
 }
+
+// oomKilled is the message of a task the kernel killed for its memory
+// (the docker driver's Terminated event with oom_killed; the limit is not
+// in the event).
+const oomKilled = "killed: out of memory"
 
 // addr is the host:port of the allocation's "http" port. Nomad's list
 // stubs carry no AllocatedResources, so it is read from the full
