@@ -438,7 +438,11 @@ func RemovePlatform(ctx context.Context, cli *client.Client, platformID string) 
 			continue
 		}
 		if ipt, err := newIPTables(); err == nil {
-			if err := (&firewall{ipt: ipt, bridge: bridgeName(n.ID, n.Options)}).remove(); err != nil {
+			// Under the lock: another runtime may be removing stale chains.
+			unlock := lockNetworks()
+			err := (&firewall{ipt: ipt, bridge: bridgeName(n.ID, n.Options)}).remove()
+			unlock()
+			if err != nil {
 				errs = append(errs, fmt.Errorf("remove platform %s: firewall of network %s: %w", platformID, n.Name, err))
 			}
 		}
