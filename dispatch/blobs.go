@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"container/heap"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,55 +15,75 @@ import (
 )
 
 // Blobs holds step inputs for UFOPs that fetch them by URL (the /uop
-// protocol): each is reachable for a short time at
-// /_blob/<token>?e=<unix>&sign=<hmac>, and only while its step runs. The
-// token is random and the URL is signed, so a UFOP can read only the input
-// it was given, and only until the deadline.
+// protocol): each is reachable at /_blob/<token>?e=<unix>&sign=<hmac> only
+// while its step may run (its deadline: the UFOP's timeout, or the
+// request's if that comes first), and only until the step ends. The token
+// is random and the URL is signed, so a UFOP can read only the input it was
+// given, and only until the deadline.
 type Blobs struct {
 	key []byte
-	ttl time.Duration
+	now func() time.Time // tests move it
 
-	mu sync.Mutex
-	m  map[string]blob
+	mu       sync.Mutex
+	m        map[string]*blob
+	byExpiry blobHeap // the blobs of m, soonest to expire first
+	examined int      // blobs the sweeps looked at (tests count them)
 }
 
 type blob struct {
+	token   string
 	data    []byte
 	mime    string
 	expires time.Time
+	index   int // in byExpiry
 }
 
-// NewBlobs returns an empty store whose URLs live for ttl.
-func NewBlobs(ttl time.Duration) *Blobs {
+// NewBlobs returns an empty store.
+func NewBlobs() *Blobs {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	return &Blobs{key: key, ttl: ttl, m: map[string]blob{}}
+	return &Blobs{key: key, now: time.Now, m: map[string]*blob{}}
 }
 
 // BlobPath is the route prefix.
 const BlobPath = "/_blob/"
 
-// Put stores data and returns the path+query of its signed URL and a
-// function that removes it.
-func (b *Blobs) Put(data []byte, mime string, now time.Time) (string, func()) {
+// Put stores data until expires and returns the path+query of its signed
+// URL and a function that removes it (when the step ends). Put and remove
+// cost O(log n) in the blobs held: the sweep of what expired (a UFOP that
+// never fetched, a remove never called) looks only at those.
+func (b *Blobs) Put(data []byte, mime string, expires time.Time) (string, func()) {
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok)
 	token := base64.RawURLEncoding.EncodeToString(tok)
-	exp := now.Add(b.ttl)
+	v := &blob{token: token, data: data, mime: mime, expires: expires}
 	b.mu.Lock()
-	b.m[token] = blob{data: data, mime: mime, expires: exp}
-	// Drop what expired: a UFOP that never fetched leaves nothing behind.
-	for k, v := range b.m {
-		if now.After(v.expires) {
-			delete(b.m, k)
-		}
-	}
+	b.sweepLocked(b.now())
+	b.m[token] = v
+	heap.Push(&b.byExpiry, v)
 	b.mu.Unlock()
-	e := strconv.FormatInt(exp.Unix(), 10)
+	// Seconds, rounded down: the URL never outlives the step.
+	e := strconv.FormatInt(expires.Unix(), 10)
 	return BlobPath + token + "?e=" + e + "&sign=" + b.sign(token, e), func() {
 		b.mu.Lock()
-		delete(b.m, token)
+		if b.m[token] == v { // not swept already
+			delete(b.m, token)
+			heap.Remove(&b.byExpiry, v.index)
+		}
 		b.mu.Unlock()
+	}
+}
+
+// sweepLocked drops the blobs that expired before now.
+func (b *Blobs) sweepLocked(now time.Time) {
+	for len(b.byExpiry) > 0 {
+		b.examined++
+		v := b.byExpiry[0]
+		if !now.After(v.expires) {
+			return
+		}
+		heap.Pop(&b.byExpiry)
+		delete(b.m, v.token)
 	}
 }
 
@@ -87,17 +108,44 @@ func (b *Blobs) Handler(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"code": 403, "error": "bad blob signature"})
 		return
 	}
-	if time.Now().Unix() > exp {
+	now := b.now()
+	if now.Unix() > exp {
 		c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"code": 403, "error": "blob URL expired"})
 		return
 	}
 	b.mu.Lock()
 	v, ok := b.m[token]
 	b.mu.Unlock()
-	if !ok {
+	switch {
+	case !ok:
 		c.AbortWithStatusJSON(http.StatusNotFound, gin.H{"code": 404, "error": "no such blob"})
+		return
+	case now.After(v.expires): // e is in seconds: the step's deadline may be in its last one
+		c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"code": 403, "error": "blob URL expired"})
 		return
 	}
 	c.Header("Cache-Control", "no-store")
 	c.Data(http.StatusOK, v.mime, v.data)
+}
+
+// blobHeap is a min-heap of blobs by expiry (container/heap).
+type blobHeap []*blob
+
+func (h blobHeap) Len() int           { return len(h) }
+func (h blobHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h blobHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *blobHeap) Push(x any) {
+	v := x.(*blob)
+	v.index = len(*h)
+	*h = append(*h, v)
+}
+func (h *blobHeap) Pop() any {
+	old := *h
+	v := old[len(old)-1]
+	old[len(old)-1] = nil // no reference kept to the data
+	*h = old[:len(old)-1]
+	return v
 }

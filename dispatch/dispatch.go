@@ -222,7 +222,7 @@ func (d *Dispatcher) run(ctx context.Context, rec *ufop.Record, cmd fop.Cmd, in 
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return fop.Blob{}, errs.Wrap(http.StatusGatewayTimeout, err, "ufop %q did not answer within %s", rec.Name, sp.Timeout)
 		}
-		return fop.Blob{}, d.explainDeath(ctx, rec.Name, ep, err)
+		return fop.Blob{}, err
 	}
 	res := fop.Blob{Data: out.Data, MIME: out.MIME}
 	if ep.Version > 0 { // 0: the Catalog does not say (no version tag)

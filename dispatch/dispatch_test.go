@@ -220,10 +220,10 @@ func TestConcurrencyAndQueue(t *testing.T) {
 }
 
 func TestBlobURLs(t *testing.T) {
-	b := NewBlobs(time.Minute)
+	b := NewBlobs()
 	e := gin.New()
 	e.GET(BlobPath+":token", b.Handler)
-	path, remove := b.Put([]byte("data"), "text/plain", time.Now())
+	path, remove := b.Put([]byte("data"), "text/plain", time.Now().Add(time.Minute))
 	get := func(p string) (int, string) {
 		w := httptest.NewRecorder()
 		e.ServeHTTP(w, httptest.NewRequest("GET", p, nil))
@@ -240,7 +240,7 @@ func TestBlobURLs(t *testing.T) {
 	code, _ = get(path)
 	assert.Equal(t, 404, code, "removed")
 
-	old, _ := b.Put([]byte("x"), "text/plain", time.Now().Add(-2*time.Minute))
+	old, _ := b.Put([]byte("x"), "text/plain", time.Now().Add(-time.Minute))
 	code, body = get(old)
 	assert.Equal(t, 403, code)
 	assert.Contains(t, body, "expired")
