@@ -39,8 +39,6 @@ type Config struct {
 	LookupTimeout time.Duration
 	// MaxLookups is how many reads of records may run at once.
 	MaxLookups int
-	// BlobTTL is how long a blob URL given to a UFOP is valid.
-	BlobTTL time.Duration
 }
 
 // NewDefaultConfig returns the defaults.
@@ -50,7 +48,6 @@ func NewDefaultConfig() Config {
 		RecordTTL: time.Second, RecordCacheSize: 1024,
 		MissTTL: time.Second, MissCacheSize: 4096,
 		LookupTimeout: 5 * time.Second, MaxLookups: 64,
-		BlobTTL: 2 * time.Minute,
 	}
 }
 
@@ -82,7 +79,7 @@ func New(cfg Config, records Records, catalog cluster.Catalog, caller *ufop.Call
 	}
 	d := &Dispatcher{
 		cfg: cfg, records: records, catalog: catalog, caller: caller,
-		blobs: NewBlobs(cfg.BlobTTL),
+		blobs: NewBlobs(),
 		now:   time.Now, pools: map[string]*pool{},
 	}
 	d.cache = newRecordCache(records, cfg, &d.now)
@@ -210,7 +207,9 @@ func (d *Dispatcher) run(ctx context.Context, rec *ufop.Record, cmd fop.Cmd, in 
 		if base == "" {
 			return fop.Blob{}, errs.Failed(errors.New("no blob address"), "ufop %q: the gateway has no address its instances can reach", rec.Name)
 		}
-		path, remove := d.blobs.Put(in.Data, in.MIME, time.Now())
+		// The URL lives as long as the step may run, and no longer.
+		deadline, _ := cctx.Deadline() // always set: the UFOP's timeout at most
+		path, remove := d.blobs.Put(in.Data, in.MIME, deadline)
 		defer remove()
 		input.URL = base + path
 	} else {
@@ -222,7 +221,7 @@ func (d *Dispatcher) run(ctx context.Context, rec *ufop.Record, cmd fop.Cmd, in 
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return fop.Blob{}, errs.Wrap(http.StatusGatewayTimeout, err, "ufop %q did not answer within %s", rec.Name, sp.Timeout)
 		}
-		return fop.Blob{}, err
+		return fop.Blob{}, d.explainDeath(ctx, rec.Name, ep, err)
 	}
 	res := fop.Blob{Data: out.Data, MIME: out.MIME}
 	if ep.Version > 0 { // 0: the Catalog does not say (no version tag)
