@@ -262,7 +262,7 @@ done
 export QUFOP_ADDR=http://127.0.0.1:$P_BUILDER QUFOP_ACCESS_KEY=AK_BENCH QUFOP_SECRET_KEY=SK_BENCH_SECRET
 export QUFOP_CONFIG=$work/cli.json
 start builder ./bin/qufop builder --listen "127.0.0.1:$P_BUILDER" --data "$work/builder" --registry "$REGISTRY" \
-  --nomad-addr "$NOMAD" --consul-addr "$CONSUL" --access-key "$QUFOP_ACCESS_KEY" --secret-key "$QUFOP_SECRET_KEY" --quiet
+  --nomad-addr "$NOMAD" --consul-addr "$CONSUL" --quiet
 echo hello >"$work/bucket/small.txt"
 start gateway ./bin/qufop gateway --listen "$GW" --advertise-addr "$GW" --bucket "files=$work/bucket" \
   --consul-addr "$CONSUL" --quiet

@@ -78,13 +78,15 @@ func TestNomadPlatformJobs(t *testing.T) {
 		{"registry.nomad.hcl", "qufop-registry", "qufop-registry",
 			[]string{"image=" + regImage, "port=" + strconv.Itoa(regPort)}},
 		{"builder.nomad.hcl", "qufop-builder", "qufop-builder",
-			[]string{"image=" + qufopImage, "port=" + strconv.Itoa(builderPort), "registry=" + registry,
-				"access_key=" + ak, "secret_key=" + sk}},
+			[]string{"image=" + qufopImage, "port=" + strconv.Itoa(builderPort), "registry=" + registry}},
 		{"gateway.nomad.hcl", "qufop-gateway", "qufop-gateway",
 			[]string{"image=" + qufopImage, "port=" + strconv.Itoa(gatewayPort), `buckets=["demo"]`}},
 		{"scaler.nomad.hcl", "qufop-scaler", "qufop-scaler",
 			[]string{"image=" + qufopImage}},
 	}
+	// The builder's admin keys are a Nomad Variable its template renders
+	// into its environment (jobspecs/README.md), never a job variable.
+	e.mustCLI(t, "var", "put", "nomad/jobs/qufop-builder", "access_key="+ak, "secret_key="+sk)
 	for _, j := range jobs {
 		args := []string{"job", "run", "-detach"}
 		for _, v := range j.vars {
@@ -113,13 +115,22 @@ func TestNomadPlatformJobs(t *testing.T) {
 	_, err := os.Stat(filepath.Join(e.registry, "docker/registry/v2/repositories/e2e/busybox"))
 	require.NoError(t, err, "the pushed repository is not in the host volume qufop-registry")
 
-	// The builder answers the CLI with the keys passed as variables: it
+	// The builder answers the CLI with the keys of the Nomad Variable: it
 	// reached Consul KV (and Docker, which it checks at start).
 	cli := exec.Command(bin, "list")
 	cli.Env = append(os.Environ(), "QUFOP_ADDR=http://127.0.0.1:"+strconv.Itoa(builderPort),
 		"QUFOP_ACCESS_KEY="+ak, "QUFOP_SECRET_KEY="+sk, "QUFOP_CONFIG="+filepath.Join(work, "cli.json"))
 	out, err := cli.CombinedOutput()
 	require.NoError(t, err, "qufop list against the builder job: %s", out)
+	// The secret key is in neither the job (args, variables) nor the
+	// builder's logs.
+	for _, args := range [][]string{
+		{"job", "inspect", "qufop-builder"},
+		{"alloc", "logs", "-job", "qufop-builder"},
+		{"alloc", "logs", "-stderr", "-job", "qufop-builder"},
+	} {
+		require.NotContains(t, e.mustCLI(t, args...), sk, "nomad %v shows the secret key", args)
+	}
 
 	// The gateway serves the bucket folder of the host volume, and libvips
 	// works in the image.

@@ -29,6 +29,7 @@ type role struct {
 
 func startRole(t *testing.T, p *platform, logName string, args ...string) *role {
 	cmd := exec.Command(p.bin, args...)
+	cmd.Env = append(os.Environ(), "QUFOP_ACCESS_KEY="+ak, "QUFOP_SECRET_KEY="+sk) // the admin keys: never on a command line
 	logf, err := os.Create(filepath.Join(p.work, logName+".log"))
 	require.NoError(t, err)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -81,7 +82,7 @@ func TestRealNomadScaler(t *testing.T) {
 	builderAddr := freePort(t)
 	gatewayAddr := net.JoinHostPort(dockerBridgeIP(t), strconv.Itoa(freeTCPPort(t)))
 	startRole(t, p, "builder", "builder", "--listen", builderAddr, "--data", filepath.Join(p.work, "builder"),
-		"--nomad-addr", nomadAddr, "--consul-addr", consulAddr, "--access-key", ak, "--secret-key", sk)
+		"--nomad-addr", nomadAddr, "--consul-addr", consulAddr)
 	bucket := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(bucket, "note.txt"), []byte("hello nomad"), 0o644))
 	// Without Prometheus the scalers find the gateways in Consul: the

@@ -53,6 +53,7 @@ func TestRealNomadAndConsul(t *testing.T) {
 	gatewayAddr := net.JoinHostPort(dockerBridgeIP(t), strconv.Itoa(freeTCPPort(t)))
 	run := func(args ...string) {
 		cmd := exec.Command(p.bin, args...)
+		cmd.Env = append(os.Environ(), "QUFOP_ACCESS_KEY="+ak, "QUFOP_SECRET_KEY="+sk) // the admin keys: never on a command line
 		logf, err := os.Create(filepath.Join(p.work, args[0]+".log"))
 		require.NoError(t, err)
 		cmd.Stdout, cmd.Stderr = logf, logf
@@ -67,7 +68,7 @@ func TestRealNomadAndConsul(t *testing.T) {
 		})
 	}
 	run("builder", "--listen", builderAddr, "--data", filepath.Join(p.work, "builder"),
-		"--nomad-addr", nomadAddr, "--consul-addr", consulAddr, "--access-key", ak, "--secret-key", sk,
+		"--nomad-addr", nomadAddr, "--consul-addr", consulAddr,
 		"--base-image", "ubuntu="+dockertest.BusyboxRef) // Qiniu's "ubuntu" is busybox here
 	bucket := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(bucket, "note.txt"), []byte("hello nomad"), 0o644))

@@ -94,11 +94,12 @@ func (p *platform) start(extra ...string) {
 	logf, err := os.CreateTemp(p.work, "dev-*.log")
 	require.NoError(t, err)
 	args := append([]string{"dev", "--data", p.data, "--listen", addr,
-		"--access-key", ak, "--secret-key", sk, "--registry", dockertest.RegistryAddr,
+		"--registry", dockertest.RegistryAddr,
 		// Qiniu's "ubuntu" base stands for the busybox image here, where
 		// nothing can be pulled.
 		"--base-image", "ubuntu=" + dockertest.BusyboxRef}, extra...)
 	cmd := exec.Command(p.bin, args...)
+	cmd.Env = append(os.Environ(), "QUFOP_ACCESS_KEY="+ak, "QUFOP_SECRET_KEY="+sk) // the admin keys: never on a command line
 	cmd.Stdout, cmd.Stderr = logf, logf
 	require.NoError(t, cmd.Start())
 	p.cmd, p.logf, p.done = cmd, logf, make(chan error, 1)

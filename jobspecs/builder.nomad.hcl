@@ -61,21 +61,6 @@ variable "consul_addr" {
   default     = "http://$${attr.unique.network.ip-address}:8500"
 }
 
-variable "access_key" {
-  # Empty: the builder generates keys once, keeps them in its data folder and
-  # prints them in its log (nomad alloc logs -job qufop-builder). Passing keys
-  # here puts them in the job spec, readable by anyone who can read the job.
-  description = "Access key of the admin user (empty: generated)."
-  type        = string
-  default     = ""
-}
-
-variable "secret_key" {
-  description = "Secret key of the admin user (empty: generated)."
-  type        = string
-  default     = ""
-}
-
 variable "cpu" {
   description = "CPU reserved for the builder, MHz (builds run in the Docker daemon, outside this reservation)."
   type        = number
@@ -177,6 +162,33 @@ job "qufop-builder" {
         # environment variable for it.
       }
 
+      # The admin keys, from the Nomad Variable nomad/jobs/qufop-builder
+      # (items access_key and secret_key; see jobspecs/README.md), reach the
+      # builder as QUFOP_ACCESS_KEY and QUFOP_SECRET_KEY in its environment:
+      # never in args or job variables, which anyone who can read the job
+      # sees. The file is in secrets/, private to the task. Without the
+      # variable the file is empty and the builder generates keys once into
+      # its data folder (admin.json, mode 0600); its log gives the access
+      # key and the file, never the secret. nomadVarList does not wait for a
+      # variable that does not exist (nomadVar would block the task), and
+      # sees one put later: the task then restarts with the keys.
+      template {
+        destination = "secrets/admin-keys.env"
+        perms       = "0600"
+        env         = true
+        change_mode = "restart"
+        data        = <<-EOT
+        {{- range nomadVarList "nomad/jobs/qufop-builder" -}}
+        {{- if eq .Path "nomad/jobs/qufop-builder" -}}
+        {{- with nomadVar .Path }}
+        QUFOP_ACCESS_KEY={{ .access_key }}
+        QUFOP_SECRET_KEY={{ .secret_key }}
+        {{- end -}}
+        {{- end -}}
+        {{- end }}
+        EOT
+      }
+
       config {
         image      = var.image
         force_pull = false
@@ -194,7 +206,6 @@ job "qufop-builder" {
             "--data", "/alloc/data",
             "--registry", var.registry,
           ],
-          var.access_key != "" ? ["--access-key", var.access_key, "--secret-key", var.secret_key] : [],
         )
       }
 
