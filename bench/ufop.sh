@@ -28,7 +28,7 @@ printf 'The quick brown fox jumps over the lazy dog.\n%.0s' $(seq 20) > "$work/b
 export QUFOP_ADDR=http://127.0.0.1:$PORT QUFOP_ACCESS_KEY=AK_BENCH QUFOP_SECRET_KEY=SK_BENCH_SECRET
 export QUFOP_CONFIG=$work/cli.json
 ./bin/qufop dev --quiet ${PROFILE:+--pprof} --data "$work/data" --listen "127.0.0.1:$PORT" --bucket "files=$work/bucket" \
-  --access-key "$QUFOP_ACCESS_KEY" --secret-key "$QUFOP_SECRET_KEY" >"$work/dev.log" 2>&1 &
+  >"$work/dev.log" 2>&1 &  # the admin keys come from the exported QUFOP_ACCESS_KEY/QUFOP_SECRET_KEY
 pid=$!
 name=bench-demo-$$
 cleanup() {
