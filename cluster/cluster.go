@@ -24,6 +24,13 @@ var ErrSkipped = errors.New("skipped")
 
 // KV is the platform's state store (the "Keeper" lives on it). Every
 // read-modify-write goes through CAS.
+// KeyLister is a KV that lists keys without their values, which is far
+// cheaper than List when only the names are wanted (Consul's ?keys).
+type KeyLister interface {
+	// Keys returns the keys that start with prefix, sorted.
+	Keys(ctx context.Context, prefix string) ([]string, error)
+}
+
 type KV interface {
 	// Get returns the value at key and its modify index, or ErrNotFound.
 	Get(ctx context.Context, key string) (val []byte, index uint64, err error)

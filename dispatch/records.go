@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,13 +26,17 @@ import (
 //     records of real UFOPs out;
 //   - a name that cannot be a UFOP's (ufop.CheckName) is answered without a
 //     read;
+//   - when the store can list every UFOP's name in one read (Namer: the
+//     Keeper, from the KV's keys), a name missing from that list, read at
+//     most once per MissTTL, is answered without a read of its own;
 //   - concurrent lookups of one name are one read (singleflight), and at
 //     most MaxLookups reads run at once;
 //   - every read has LookupTimeout, whoever waits for it.
 //
-// So an unknown name costs at most one read per MissTTL, and memory stays
+// So with a Namer, unknown names cost one read per MissTTL in all, however
+// many there are; without one, one read per name per MissTTL. Memory stays
 // under about (RecordCacheSize records + MissCacheSize names of at most 50
-// bytes).
+// bytes + the names of the UFOPs that exist).
 type recordCache struct {
 	records Records
 	cfg     Config
@@ -42,7 +47,24 @@ type recordCache struct {
 	flights singleflight.Group
 	slots   chan struct{} // one per read running
 	waiting atomic.Int64  // callers waiting for a read (tests watch it)
+
+	namer Namer // nil: records cannot list names
+	index struct {
+		sync.Mutex
+		names map[string]bool // every UFOP's name; nil until read
+		at    time.Time       // when it was read
+	}
 }
+
+// Namer is Records that can list the name of every UFOP in one cheap read
+// (ufop.Keeper does, from the KV's keys).
+type Namer interface {
+	Names(ctx context.Context) ([]string, error)
+}
+
+// indexFlight is the singleflight key of reading the names: no UFOP name
+// can contain a NUL.
+const indexFlight = "\x00names"
 
 type cached struct {
 	rec     *ufop.Record
@@ -58,10 +80,12 @@ func newRecordCache(records Records, cfg Config, now *func() time.Time) *recordC
 	if err != nil {
 		panic(err)
 	}
-	return &recordCache{
+	c := &recordCache{
 		records: records, cfg: cfg, now: now, hits: hits, misses: misses,
 		slots: make(chan struct{}, max(cfg.MaxLookups, 1)),
 	}
+	c.namer, _ = records.(Namer)
+	return c
 }
 
 // get returns the record of name, nil if there is no such UFOP.
@@ -75,6 +99,15 @@ func (c *recordCache) get(ctx context.Context, name string) (*ufop.Record, error
 	}
 	if at, ok := c.misses.Get(name); ok && now.Sub(at) < c.cfg.MissTTL {
 		return nil, nil
+	}
+	if c.namer != nil {
+		known, err := c.known(ctx, name, now)
+		if err != nil {
+			return nil, err
+		}
+		if !known {
+			return nil, nil
+		}
 	}
 	ch := c.flights.DoChan(name, func() (any, error) { return c.read(ctx, name) })
 	c.waiting.Add(1)
@@ -122,6 +155,61 @@ func (c *recordCache) read(ctx context.Context, name string) (*ufop.Record, erro
 	return rec, nil
 }
 
+// known reports whether name is among the UFOPs' names, reading the names
+// again (once for all callers) when they are older than MissTTL.
+func (c *recordCache) known(ctx context.Context, name string, now time.Time) (bool, error) {
+	lookup := func() (bool, bool) {
+		c.index.Lock()
+		defer c.index.Unlock()
+		fresh := c.index.names != nil && now.Sub(c.index.at) < c.cfg.MissTTL
+		return c.index.names[name], fresh
+	}
+	if in, fresh := lookup(); fresh {
+		return in, nil
+	}
+	ch := c.flights.DoChan(indexFlight, func() (any, error) { return nil, c.readNames(ctx) })
+	c.waiting.Add(1)
+	defer c.waiting.Add(-1)
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return false, r.Err
+		}
+	case <-ctx.Done():
+		return false, lookupError(ctx.Err(), name, c.cfg.LookupTimeout)
+	}
+	in, _ := lookup()
+	return in, nil
+}
+
+// readNames reads every UFOP's name into the index, under a deadline of its
+// own as read does.
+func (c *recordCache) readNames(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LookupTimeout)
+	defer cancel()
+	select {
+	case c.slots <- struct{}{}:
+		defer func() { <-c.slots }()
+	case <-rctx.Done():
+		return lookupError(rctx.Err(), "", c.cfg.LookupTimeout)
+	}
+	names, err := c.namer.Names(rctx)
+	if err != nil {
+		if rctx.Err() != nil {
+			return lookupError(rctx.Err(), "", c.cfg.LookupTimeout)
+		}
+		return err
+	}
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	c.index.Lock()
+	c.index.names, c.index.at = m, (*c.now)()
+	c.index.Unlock()
+	return nil
+}
+
 // forget drops what is known of name, so that the next get reads it (and
 // does not join a read started before).
 func (c *recordCache) forget(name string) {
@@ -137,6 +225,9 @@ const StatusClientClosed = 499
 func lookupError(err error, name string, timeout time.Duration) error {
 	if errors.Is(err, context.Canceled) {
 		return errs.Wrap(StatusClientClosed, err, "client closed request")
+	}
+	if name == "" {
+		return errs.Wrap(http.StatusGatewayTimeout, err, "listing ufops: the record store did not answer within %s, retry later", timeout)
 	}
 	return errs.Wrap(http.StatusGatewayTimeout, err, "looking up ufop %q: the record store did not answer within %s, retry later", name, timeout)
 }

@@ -101,6 +101,36 @@ func (k *Keeper) List(ctx context.Context) ([]Record, error) {
 	return out, nil
 }
 
+// Names returns the names of every UFOP, sorted: from the KV's keys alone
+// when it can list them (cluster.KeyLister), so that the gateway can tell a
+// name without a UFOP from one with it in one cheap read for all names.
+func (k *Keeper) Names(ctx context.Context) ([]string, error) {
+	var keys []string
+	if kl, ok := k.kv.(cluster.KeyLister); ok {
+		var err error
+		if keys, err = kl.Keys(ctx, KeyPrefix); err != nil {
+			return nil, errs.Failed(err, "listing ufops failed")
+		}
+	} else {
+		pairs, err := k.kv.List(ctx, KeyPrefix)
+		if err != nil {
+			return nil, errs.Failed(err, "listing ufops failed")
+		}
+		for _, p := range pairs {
+			keys = append(keys, p.Key)
+		}
+	}
+	out := make([]string, 0, len(keys))
+	for _, key := range keys {
+		name := strings.TrimPrefix(key, KeyPrefix)
+		if name == "" || strings.Contains(name, "/") {
+			continue // not a record (room for sub-keys later)
+		}
+		out = append(out, name)
+	}
+	return out, nil
+}
+
 // Update applies fn to the record of name and stores the result with
 // check-and-set, re-reading and re-applying fn when another writer got there
 // first. An error from fn aborts without writing.

@@ -109,6 +109,25 @@ func (kv *KV) List(ctx context.Context, prefix string) ([]cluster.Pair, error) {
 	return out, nil
 }
 
+// Keys returns the keys that start with prefix, sorted, without their
+// values (GET /v1/kv/<prefix>?keys). Prefixes as for List.
+func (kv *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
+	q := prefix
+	switch {
+	case strings.HasPrefix(prefix, kv.prefix):
+	case strings.HasPrefix(kv.prefix, prefix):
+		q = kv.prefix
+	default:
+		return nil, fmt.Errorf("consul kv: prefix %q is outside %q", prefix, kv.prefix)
+	}
+	keys, _, err := kv.c.KV().Keys(q, "", (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("consul kv keys %q: %w", prefix, err)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
 // Delete removes key; a missing key is not an error.
 func (kv *KV) Delete(ctx context.Context, key string) error {
 	if err := kv.check(key); err != nil {

@@ -134,6 +134,23 @@ func (kv *KV) List(ctx context.Context, prefix string) ([]cluster.Pair, error) {
 	return out, nil
 }
 
+// Keys returns the keys that start with prefix, sorted.
+func (kv *KV) Keys(ctx context.Context, prefix string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	kv.mu.RLock()
+	defer kv.mu.RUnlock()
+	var out []string
+	for k := range kv.data {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // Delete removes key; a missing key is not an error.
 func (kv *KV) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
