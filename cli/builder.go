@@ -7,6 +7,7 @@ import (
 
 	"github.com/qufop/qufop/builder"
 	"github.com/qufop/qufop/control"
+	"github.com/qufop/qufop/jobspecs"
 	"github.com/qufop/qufop/platform"
 )
 
@@ -57,6 +58,7 @@ NOMAD_ADDR, NOMAD_TOKEN, NOMAD_NAMESPACE).`,
 	fs.StringVar(&cfg.NomadAddr, "nomad-addr", "", "Nomad HTTP address (default $NOMAD_ADDR or http://127.0.0.1:4646)")
 	fs.StringVar(&cfg.ConsulAddr, "consul-addr", "", "Consul HTTP address (default $CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
 	fs.DurationVar(&cfg.Control.DeployTimeout, "deploy-timeout", control.NewDefaultConfig().DeployTimeout, "how long resize and upgrade wait for a healthy deployment")
+	fs.StringVar(&cfg.UFOPNetwork, "ufop-network", "", "Docker network the UFOP jobs run on, made by the operator on every client (see Isolation in jobspecs/README.md; default $"+jobspecs.EnvNetwork+", or Docker's default bridge, which does not isolate)")
 	fs.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
 	return cmd
 }

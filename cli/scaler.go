@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/qufop/qufop/jobspecs"
 	"github.com/qufop/qufop/platform"
 )
 
@@ -53,6 +54,7 @@ and another takes over when it dies. /health and /metrics are served on
 	fs.StringVar(&cfg.PromMatcher, "prometheus-match", "", "label matchers that select the gateways' series in Prometheus, e.g. 'job=\"qufop-gateway\"'")
 	fs.StringVar(&cfg.LockKey, "lock-key", cfg.LockKey, "Consul KV key of the lock that lets one scaler of several decide")
 	fs.DurationVar(&cfg.LockTTL, "lock-ttl", cfg.LockTTL, "how soon a dead scaler is replaced (2s to 24h): its lock's Consul check runs out after half of this, then a lock delay of 2/5; the token needs service:write on qufop-lock for that check")
+	fs.StringVar(&cfg.UFOPNetwork, "ufop-network", "", "Docker network of the UFOP jobs, as the builder's --ufop-network (default $"+jobspecs.EnvNetwork+")")
 	fs.BoolVar(&quiet, "quiet", false, "log only warnings and errors")
 	return cmd
 }

@@ -61,6 +61,12 @@ variable "consul_addr" {
   default     = "http://$${attr.unique.network.ip-address}:8500"
 }
 
+variable "ufop_network" {
+  description = "Docker network the UFOP jobs run on (made on every client: see Isolation in jobspecs/README.md). Empty: Docker's default bridge, which does not isolate instances."
+  type        = string
+  default     = ""
+}
+
 variable "cpu" {
   description = "CPU reserved for the builder, MHz (builds run in the Docker daemon, outside this reservation)."
   type        = number
@@ -206,6 +212,7 @@ job "qufop-builder" {
             "--data", "/alloc/data",
             "--registry", var.registry,
           ],
+          var.ufop_network != "" ? ["--ufop-network", var.ufop_network] : [],
         )
       }
 

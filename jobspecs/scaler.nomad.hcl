@@ -92,6 +92,12 @@ variable "lock_ttl" {
   default     = "10s"
 }
 
+variable "ufop_network" {
+  description = "Docker network the UFOP jobs run on (made on every client: see Isolation in jobspecs/README.md). Empty: Docker's default bridge, which does not isolate instances."
+  type        = string
+  default     = ""
+}
+
 variable "cpu" {
   description = "CPU reserved per scaler, MHz."
   type        = number
@@ -185,6 +191,7 @@ job "qufop-scaler" {
           ],
           var.prometheus != "" ? ["--prometheus", var.prometheus] : [],
           var.prometheus_match != "" ? ["--prometheus-match", var.prometheus_match] : [],
+          var.ufop_network != "" ? ["--ufop-network", var.ufop_network] : [],
         )
       }
 

@@ -151,10 +151,22 @@ type BuilderConfig struct {
 	// (tokens and namespace from NOMAD_TOKEN, NOMAD_NAMESPACE,
 	// CONSUL_HTTP_TOKEN).
 	NomadAddr, ConsulAddr string
-	Log                   *slog.Logger
+	// UFOPNetwork is the Docker network the UFOP jobs run on
+	// (jobspecs.Options.Network); "" keeps $QUFOP_UFOP_NETWORK's.
+	UFOPNetwork string
+	Log         *slog.Logger
 }
 
 // Builder is the control plane at scale.
+// ufopJobOptions are the options of rendered UFOP jobs, on network if set.
+func ufopJobOptions(network string) jobspecs.Options {
+	o := jobspecs.DefaultOptions()
+	if network != "" {
+		o.Network = network
+	}
+	return o
+}
+
 type Builder struct {
 	srv     *http.Server
 	ln      net.Listener
@@ -197,7 +209,7 @@ func NewBuilder(ctx context.Context, cfg BuilderConfig) (_ *Builder, err error) 
 	b.closers.add(func() { dc.Close() })
 	bcfg := cfg.Control.builderConfig(cfg.Data)
 	if b.ctl, err = newControlPlane(cfg.Control, cfg.Data, bcfg, builder.NewDocker(bcfg, dc),
-		consulKeeper(cc), nomad.New(nc, jobspecs.DefaultOptions()), log); err != nil {
+		consulKeeper(cc), nomad.New(nc, ufopJobOptions(cfg.UFOPNetwork)), log); err != nil {
 		return nil, err
 	}
 	b.closers.add(b.ctl.server.Close)

@@ -16,7 +16,6 @@ import (
 	"github.com/qufop/qufop/cluster/consul"
 	"github.com/qufop/qufop/cluster/nomad"
 	"github.com/qufop/qufop/internal/serve"
-	"github.com/qufop/qufop/jobspecs"
 	"github.com/qufop/qufop/scaler"
 	"github.com/qufop/qufop/scaler/prom"
 	"github.com/qufop/qufop/scaler/scrape"
@@ -25,9 +24,12 @@ import (
 // ScalerConfig configures the scaler role (`qufop scaler`).
 type ScalerConfig struct {
 	// Listen serves /health and /metrics.
-	Listen     string
-	NomadAddr  string // "": NOMAD_ADDR or the local agent
-	ConsulAddr string // "": CONSUL_HTTP_ADDR or the local agent
+	Listen    string
+	NomadAddr string // "": NOMAD_ADDR or the local agent
+	// UFOPNetwork is the Docker network of the UFOP jobs it scales (the
+	// builder's, since a scale redeploys the job); "": $QUFOP_UFOP_NETWORK.
+	UFOPNetwork string
+	ConsulAddr  string // "": CONSUL_HTTP_ADDR or the local agent
 	// Prometheus is the URL of the Prometheus that scrapes the gateways;
 	// "" scrapes every gateway (Consul service qufop-gateway) directly.
 	Prometheus string
@@ -101,7 +103,7 @@ func NewScaler(ctx context.Context, cfg ScalerConfig) (_ *Scaler, err error) {
 		src, s.source = sc, "the gateways' /metrics (Consul service qufop-gateway)"
 	}
 	s.scaler = scaler.New(scaler.Config{Logger: log, Tick: cfg.Tick}, src, nil,
-		nomad.New(nc, jobspecs.DefaultOptions()), consulKeeper(cc))
+		nomad.New(nc, ufopJobOptions(cfg.UFOPNetwork)), consulKeeper(cc))
 	s.elector = consul.NewElector(cc, cfg.LockKey, consul.ElectorOptions{
 		TTL:  cfg.LockTTL,
 		Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) },
