@@ -8,6 +8,7 @@
 #   bash bench/ufop.sh              # wrk -t2 -c8 -d20s
 #   DURATION=30s CONNS=16 bash bench/ufop.sh
 #   PROFILE=/tmp/gw.pprof bash bench/ufop.sh   # CPU profile of the gateway run
+#   QUFOP_BIN=/tmp/qufop-x bash bench/ufop.sh  # a binary built beforehand (A/B runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,20 +21,23 @@ for tool in wrk nginx docker curl; do
   command -v $tool >/dev/null || { echo "bench: $tool is not installed" >&2; exit 1; }
 done
 
-make -s build
+# QUFOP_BIN: a binary built beforehand, to compare two builds in
+# alternating runs without make rebuilding bin/qufop in between.
+bin=${QUFOP_BIN:-./bin/qufop}
+[ -n "${QUFOP_BIN:-}" ] || make -s build
 make -s -C examples/ufop-demo tar >/dev/null
 work=$(mktemp -d)
 mkdir -p "$work/bucket" "$work/nginx"
 printf 'The quick brown fox jumps over the lazy dog.\n%.0s' $(seq 20) > "$work/bucket/small.txt"
 export QUFOP_ADDR=http://127.0.0.1:$PORT QUFOP_ACCESS_KEY=AK_BENCH QUFOP_SECRET_KEY=SK_BENCH_SECRET
 export QUFOP_CONFIG=$work/cli.json
-./bin/qufop dev --quiet ${PROFILE:+--pprof} --data "$work/data" --listen "127.0.0.1:$PORT" --bucket "files=$work/bucket" \
+"$bin" dev --quiet ${PROFILE:+--pprof} --data "$work/data" --listen "127.0.0.1:$PORT" --bucket "files=$work/bucket" \
   >"$work/dev.log" 2>&1 &  # the admin keys come from the exported QUFOP_ACCESS_KEY/QUFOP_SECRET_KEY
 pid=$!
 name=bench-demo-$$
 cleanup() {
   if [ -s "$work/nginx/error.log" ]; then echo "nginx error.log (last lines):"; tail -5 "$work/nginx/error.log"; fi
-  ./bin/qufop unreg "$name" >/dev/null 2>&1 || true
+  "$bin" unreg "$name" >/dev/null 2>&1 || true
   [ -f "$work/nginx/nginx.pid" ] && kill "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true
   kill $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
@@ -42,11 +46,13 @@ cleanup() {
 trap cleanup EXIT
 for _ in $(seq 100); do curl -fsS "$QUFOP_ADDR/health" >/dev/null 2>&1 && break; sleep 0.1; done
 
-./bin/qufop reg "$name" >/dev/null
-./bin/qufop build "$name" -f examples/ufop-demo/build/ufop-demo.tar >/dev/null
-./bin/qufop chver "$name" -c 1 >/dev/null
-./bin/qufop resize "$name" -n 1 >/dev/null
-inst=$(./bin/qufop state "$name" --json | sed -n 's/.*"Addr": *"\([^"]*\)".*/\1/p' | head -1)
+"$bin" reg "$name" >/dev/null
+"$bin" build "$name" -f examples/ufop-demo/build/ufop-demo.tar >/dev/null
+"$bin" chver "$name" -c 1 >/dev/null
+"$bin" resize "$name" -n 1 >/dev/null
+# The address the gateway reaches the instance at: on the project's bridge
+# ("bridge_addr"; "Addr" in the state of older builds).
+inst=$("$bin" state "$name" --json | sed -n 's/.*"\(bridge_addr\|Addr\)": *"\([^"]*\)".*/\2/p' | head -1)
 [ -n "$inst" ] || { echo "bench: no instance address" >&2; exit 1; }
 
 cat >"$work/nginx/nginx.conf" <<EOF
