@@ -208,6 +208,21 @@ func waitPeerClosed(t *testing.T, local, instance string) {
 	}, 20*time.Second, time.Millisecond, "the instance's close of %s never arrived", local)
 }
 
+// waitIdleClosed waits until the instance's close of the newest pooled
+// connection to key has arrived: a POST written before it would fail (it
+// is not sent twice), one written after it goes on a new connection.
+func waitIdleClosed(t *testing.T, tr *Transport, key string) {
+	t.Helper()
+	tr.mu.Lock()
+	var local string
+	if l := tr.idle[key]; len(l) > 0 {
+		local = l[len(l)-1].conn.LocalAddr().String()
+	}
+	tr.mu.Unlock()
+	require.NotEmpty(t, local, "no pooled connection to %s", key)
+	waitPeerClosed(t, local, key)
+}
+
 // callers are the two ways requests reach instances: the Caller's wire
 // requests (the dispatcher's path) and RoundTrip with an *http.Request
 // whose body can be had again (GetBody set).

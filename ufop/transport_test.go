@@ -241,7 +241,7 @@ func TestTransportRetryOnClosedIdleConn(t *testing.T) {
 		resp.Body.Close()
 		assert.Equal(t, "ok", string(b))
 		assert.Equal(t, 1, tr.idleCount(addr))
-		time.Sleep(10 * time.Millisecond) // the server closes the conn
+		waitIdleClosed(t, tr, addr) // the server closes the conn
 	}
 	assert.EqualValues(t, 3, stats.conns.Load())
 	assert.Equal(t, []string{"body0", "body1", "body2"}, stats.requests())
@@ -276,7 +276,7 @@ func TestTransportNoRetryNonReplayable(t *testing.T) {
 	_, body := get(t, c, "http://"+addr)
 	assert.Equal(t, "ok", body)
 	require.Equal(t, 1, tr.idleCount(addr))
-	time.Sleep(10 * time.Millisecond)
+	waitIdleClosed(t, tr, addr)
 
 	// The server closed the pooled conn: that is seen before anything is
 	// written on it, so even a body that cannot be had again goes, once,
