@@ -28,16 +28,18 @@ import (
 // qufopProcess starts it as the qufop command.
 const runAsQufop = "QUFOP_CLI_TEST_RUN_AS_QUFOP"
 
-// TestRunAsQufop is not a test: it is the qufop command when this test
-// binary is started by qufopProcess, so the whole output of a real process
-// (anything written to stdout or stderr, by any package) is captured.
-func TestRunAsQufop(t *testing.T) {
+// TestMain is the qufop command when this test binary is started by
+// qufopProcess, so the whole output of a real process (anything written to
+// stdout or stderr, by any package) is captured; otherwise it runs the
+// tests.
+func TestMain(m *testing.M) {
 	if os.Getenv(runAsQufop) != "1" {
-		t.Skip("the qufop command, for qufopProcess")
+		os.Exit(m.Run())
 	}
 	var args []string
 	if err := json.Unmarshal([]byte(os.Getenv(runAsQufop+"_ARGS")), &args); err != nil {
-		t.Fatal(err)
+		os.Stderr.WriteString("qufop test process: " + err.Error() + "\n")
+		os.Exit(2)
 	}
 	root := NewRoot()
 	root.SetArgs(args)
@@ -53,7 +55,7 @@ func TestRunAsQufop(t *testing.T) {
 // out.
 func qufopProcess(t *testing.T, out *testutil.SyncBuffer, env []string, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRunAsQufop$", "-test.count=1")
+	cmd := exec.Command(os.Args[0])
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "QUFOP_") {
 			cmd.Env = append(cmd.Env, kv)
