@@ -90,12 +90,14 @@ func newRecordCache(records Records, cfg Config, now *func() time.Time) *recordC
 
 // get returns the record of name, nil if there is no such UFOP.
 func (c *recordCache) get(ctx context.Context, name string) (*ufop.Record, error) {
-	if ufop.CheckName(name) != nil {
-		return nil, nil // no UFOP can have this name: nothing to read
-	}
 	now := (*c.now)()
+	// A cached record first: its name is valid, and CheckName's regexp is
+	// the dearest part of a hit (1 % of the gateway's CPU on bench/ufop.sh).
 	if e, ok := c.hits.Get(name); ok && now.Sub(e.fetched) < c.cfg.RecordTTL {
 		return e.rec, nil
+	}
+	if ufop.CheckName(name) != nil {
+		return nil, nil // no UFOP can have this name: nothing to read
 	}
 	if at, ok := c.misses.Get(name); ok && now.Sub(at) < c.cfg.MissTTL {
 		return nil, nil
