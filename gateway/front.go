@@ -190,7 +190,13 @@ func (s *Server) serveFast(rc *fasthttp.RequestCtx, req fastRequest) {
 	}()
 	h := &rc.Response.Header
 	h.Set("X-Reqid", a.reqID)
-	ctx, cancel := context.WithTimeout(fop.WithReqID(context.Background(), a.reqID), s.cfg.RequestTimeout)
+	tctx, err := s.authorize(context.Background(), req.bucket.Name(), string(rc.RequestURI()), string(rc.Host()))
+	if err != nil {
+		a.err = err
+		a.status = s.fastFail(rc, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(fop.WithReqID(tctx, a.reqID), s.cfg.RequestTimeout)
 	res, err := s.run(ctx, req.bucket, req.key, req.chain, req.steps, string(rc.Request.Header.Peek("If-None-Match")))
 	cancel()
 	if err != nil {

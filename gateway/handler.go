@@ -41,6 +41,12 @@ func (s *Server) object(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	tctx, err := s.authorize(c.Request.Context(), b.Name(), c.Request.RequestURI, c.Request.Host)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Request = c.Request.WithContext(tctx)
 	// The request's deadline covers the lookups of its steps too: a KV
 	// store that stops answering costs a 504, not a stuck request.
 	ctx, cancel := context.WithTimeout(fop.WithReqID(c.Request.Context(), c.GetString(ctxReqID)), s.cfg.RequestTimeout)
@@ -176,11 +182,7 @@ func (s *Server) resolve(ctx context.Context, chain fop.Chain, bucket string) ([
 			continue
 		}
 		if s.ufops != nil {
-			caller := ""
-			if s.owner != nil {
-				caller = s.owner(bucket)
-			}
-			p, err := s.ufops.Resolve(ctx, cmd, caller)
+			p, err := s.ufops.Resolve(ctx, cmd, s.bucketInfo(bucket).Owner)
 			var known *errs.Error
 			if err != nil && ctx.Err() != nil && !errors.As(err, &known) {
 				// The lookup ran out of time (or the client left) and

@@ -82,6 +82,7 @@ type Server struct {
 	cmds    fop.Registry
 	ufops   UFOPs
 	owner   func(bucket string) string
+	tenants *tenancy // owners, private buckets, classes (access.go)
 	pool    *Pool
 	m       *metrics
 	log     *slog.Logger
