@@ -19,6 +19,7 @@ import (
 	"github.com/qufop/qufop/control/api"
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/ufop"
+	"github.com/qufop/qufop/users"
 )
 
 // Build is what the builder is asked to make of one uploaded version.
@@ -93,6 +94,13 @@ type Server struct {
 	// id names this process in the operations it runs (ufop.Operation).
 	id string
 
+	// accounts and admin serve the users API (users.go); nil: none.
+	accounts *users.Store
+	admin    string
+
+	// buckets serves the buckets API (buckets.go); nil: none.
+	buckets *bucketsAPI
+
 	// builds are running build goroutines, so Close can wait for them and
 	// the log follower can tell when a build ended.
 	mu      sync.Mutex
@@ -140,6 +148,8 @@ func (s *Server) Mount(e *gin.Engine) {
 	u.POST("/upgrade", s.ownerOnly, s.upgrade)
 	u.PUT("/scale-policy", s.ownerOnly, s.setScalePolicy)
 	u.DELETE("/scale-policy", s.ownerOnly, s.scalePolicyOff)
+	s.mountBuckets(v1)
+	s.mountUsers(v1)
 }
 
 const (

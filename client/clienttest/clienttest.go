@@ -33,10 +33,15 @@ import (
 	"github.com/qufop/qufop/cluster"
 	"github.com/qufop/qufop/control"
 	"github.com/qufop/qufop/ufop"
+	"github.com/qufop/qufop/users"
 )
 
-// User is the one user of the test server.
+// User is the user of the test server whose keys are Creds.
 const User = "alice"
+
+// Admin is the test server's admin user (keys AdminCreds), who manages
+// the users of its store (Users).
+const Admin = "admin"
 
 // Server is a running management API.
 type Server struct {
@@ -47,6 +52,10 @@ type Server struct {
 	HTTP    *httptest.Server
 	// Keeper holds the records, for tests that set what the scaler would.
 	Keeper *ufop.Keeper
+	// AdminCreds are the keys of Admin; Users the user store, whose keys
+	// are looked up as the platform does (users.Cache).
+	AdminCreds auth.Credentials
+	Users      *users.Store
 }
 
 // Start runs a server until the test ends.
@@ -54,14 +63,19 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	gin.SetMode(gin.TestMode)
 	creds := auth.NewCredentials()
-	users := &auth.Users{}
-	users.Add(User, creds)
+	adminCreds := auth.NewCredentials()
+	static := &auth.Users{}
+	static.Add(User, creds)
+	static.Add(Admin, adminCreds)
 	cfg := control.NewDefaultConfig()
 	cfg.WorkDir = t.TempDir()
 	cfg.DeployTimeout = 20 * time.Second
 	orch := NewOrchestrator(150 * time.Millisecond)
-	keeper := ufop.NewKeeper(NewKV())
-	srv := control.New(cfg, keeper, Builder{}, NewBuildLogs(), orch, users.Lookup, nil)
+	kv := NewKV()
+	keeper := ufop.NewKeeper(kv)
+	store := users.NewStore(kv, Admin, User)
+	lookup := users.NewCache(store, static.Lookup, 0, 0).Lookup
+	srv := control.New(cfg, keeper, Builder{}, NewBuildLogs(), orch, lookup, nil).WithUsers(store, Admin)
 	e := gin.New()
 	srv.Mount(e)
 	ts := httptest.NewServer(e)
@@ -69,7 +83,7 @@ func Start(t testing.TB) *Server {
 		ts.Close()
 		srv.Close()
 	})
-	return &Server{URL: ts.URL, Creds: creds, Control: srv, Orch: orch, HTTP: ts, Keeper: keeper}
+	return &Server{URL: ts.URL, Creds: creds, Control: srv, Orch: orch, HTTP: ts, Keeper: keeper, AdminCreds: adminCreds, Users: store}
 }
 
 // KV is an in-memory cluster.KV.
