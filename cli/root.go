@@ -24,6 +24,7 @@ func NewRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(append([]*cobra.Command{newDevCmd(), newGatewayCmd(), newBuilderCmd(), newScalerCmd(), newLoginCmd()}, newUfopCmds()...)...)
+	root.AddCommand(newUserCmd(), newClassCmd())
 	return root
 }
 
