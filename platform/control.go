@@ -16,6 +16,7 @@ import (
 	"github.com/qufop/qufop/cluster"
 	"github.com/qufop/qufop/control"
 	"github.com/qufop/qufop/ufop"
+	"github.com/qufop/qufop/users"
 )
 
 // ControlConfig configures the control plane (the management API and the
@@ -50,6 +51,9 @@ type controlPlane struct {
 	keys     Keys
 	registry string
 	server   *control.Server
+	// users answers who holds a key, and a user's class and limits, from
+	// the user store (for the gateway's admission as for signatures).
+	users *users.Cache
 }
 
 // builderConfig is cfg as the builder takes it, under data.
@@ -65,9 +69,9 @@ func (cfg ControlConfig) builderConfig(data string) builder.Config {
 }
 
 // newControlPlane loads the admin keys under data and serves the management
-// API on keeper, b and orch.
+// API on keeper, b and orch, with the users kept in kv.
 func newControlPlane(cfg ControlConfig, data string, bcfg builder.Config, backend builder.Backend,
-	keeper *ufop.Keeper, orch cluster.Orchestrator, log *slog.Logger) (*controlPlane, error) {
+	kv cluster.KV, keeper *ufop.Keeper, orch cluster.Orchestrator, log *slog.Logger) (*controlPlane, error) {
 	creds, generated, err := loadAdmin(data, cfg.Creds)
 	if err != nil {
 		return nil, err
@@ -80,16 +84,20 @@ func newControlPlane(cfg ControlConfig, data string, bcfg builder.Config, backen
 	if err != nil {
 		return nil, err
 	}
-	users := &auth.Users{}
-	users.Add(AdminUser, creds)
+	// The admin's keys are the platform's (flags, environment or
+	// admin.json), never the store's, and they win over it.
+	admin := &auth.Users{}
+	admin.Add(AdminUser, creds)
+	store := users.NewStore(kv, AdminUser)
+	accounts := users.NewCache(store, admin.Lookup, 0, 0)
 	ccfg := control.NewDefaultConfig()
 	ccfg.WorkDir = filepath.Join(data, "uploads")
 	ccfg.MaxUploadBytes = bcfg.MaxUploadBytes
 	if cfg.DeployTimeout > 0 {
 		ccfg.DeployTimeout = cfg.DeployTimeout
 	}
-	srv := control.New(ccfg, keeper, buildAdapter{b: b, lim: bcfg.Limits()}, b.Logs(), orch, users.Lookup, log)
-	return &controlPlane{keys: keys, registry: bcfg.Registry, server: srv}, nil
+	srv := control.New(ccfg, keeper, buildAdapter{b: b, lim: bcfg.Limits()}, b.Logs(), orch, accounts.Lookup, log).WithUsers(store, AdminUser)
+	return &controlPlane{keys: keys, registry: bcfg.Registry, server: srv, users: accounts}, nil
 }
 
 // dockerClient returns a client of the Docker daemon (DOCKER_HOST, ...)

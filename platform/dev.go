@@ -141,7 +141,7 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	} else {
 		backend = builder.NewProcess(bcfg)
 	}
-	if d.ctl, err = newControlPlane(ccfg, cfg.Data, bcfg, backend, keeper, rt, log); err != nil {
+	if d.ctl, err = newControlPlane(ccfg, cfg.Data, bcfg, backend, kv, keeper, rt, log); err != nil {
 		return nil, err
 	}
 	d.closers.add(d.ctl.server.Close)

@@ -208,8 +208,9 @@ func NewBuilder(ctx context.Context, cfg BuilderConfig) (_ *Builder, err error) 
 	}
 	b.closers.add(func() { dc.Close() })
 	bcfg := cfg.Control.builderConfig(cfg.Data)
+	kv := consul.NewKV(cc, consul.DefaultPrefix)
 	if b.ctl, err = newControlPlane(cfg.Control, cfg.Data, bcfg, builder.NewDocker(bcfg, dc),
-		consulKeeper(cc), nomad.New(nc, ufopJobOptions(cfg.UFOPNetwork)), log); err != nil {
+		kv, ufop.NewKeeper(kv), nomad.New(nc, ufopJobOptions(cfg.UFOPNetwork)), log); err != nil {
 		return nil, err
 	}
 	b.closers.add(b.ctl.server.Close)
