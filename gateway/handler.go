@@ -62,6 +62,12 @@ func (s *Server) object(c *gin.Context) {
 		return
 	}
 	if chain.Empty() {
+		release, err := s.limit(ctx, chain)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		defer release()
 		s.download(c, b, key, chain)
 		return
 	}
@@ -105,6 +111,13 @@ func (r result) headers(chain fop.Chain, set func(name, value string)) {
 
 // run reads the source at key and runs the resolved steps of chain on it.
 func (s *Server) run(ctx context.Context, b storage.Bucket, key string, chain fop.Chain, steps []stepProc, ifNoneMatch string) (result, error) {
+	// The per-user limits, on both fronts, before any I/O: a refusal
+	// costs none.
+	release, err := s.limit(ctx, chain)
+	if err != nil {
+		return result{}, err
+	}
+	defer release()
 	rc, obj, err := b.Open(ctx, key)
 	if err != nil {
 		return result{}, err

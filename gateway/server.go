@@ -90,6 +90,8 @@ type Server struct {
 	// reserved are the first path segments of gin's own routes, set when
 	// serving starts (see fastTarget).
 	reserved map[string]bool
+	// adm admits requests by the per-user limits; nil: none (admit.go).
+	adm *admitter
 }
 
 // New builds a gateway over the given buckets and built-in commands.
