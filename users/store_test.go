@@ -9,10 +9,13 @@ import (
 	"sync"
 	"testing"
 
+	consulapi "github.com/hashicorp/consul/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/qufop/qufop/cluster"
+	"github.com/qufop/qufop/cluster/consul"
+	"github.com/qufop/qufop/cluster/consul/consulfake"
 	"github.com/qufop/qufop/cluster/local"
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/tenant"
@@ -24,6 +27,26 @@ func newKV(t *testing.T) *local.KV {
 	kv, err := local.NewKV(filepath.Join(t.TempDir(), "kv.json"))
 	require.NoError(t, err)
 	return kv
+}
+
+// kvs are the platform's KVs: the file KV of qufop dev and Consul's (on
+// the Consul fake) of qufop builder.
+var kvs = map[string]func(t *testing.T) cluster.KV{
+	"local file": func(t *testing.T) cluster.KV { return newKV(t) },
+	"consul": func(t *testing.T) cluster.KV {
+		s := consulfake.New()
+		t.Cleanup(s.Close)
+		c, err := consulapi.NewClient(&consulapi.Config{Address: s.Addr(), Scheme: "http"})
+		require.NoError(t, err)
+		return consul.NewKV(c, consul.DefaultPrefix)
+	},
+}
+
+// onEachKV runs test on each of kvs.
+func onEachKV(t *testing.T, test func(t *testing.T, kv cluster.KV)) {
+	for name, kv := range kvs {
+		t.Run(name, func(t *testing.T) { test(t, kv(t)) })
+	}
 }
 
 func TestCreateAndNames(t *testing.T) {
@@ -75,9 +98,10 @@ func TestCreateAndNames(t *testing.T) {
 	assert.Equal(t, []string{"alice", "bob-2"}, names, "sorted, and the failed creates left nothing")
 }
 
-func TestRotateReplacesThePair(t *testing.T) {
+func TestRotateReplacesThePair(t *testing.T) { onEachKV(t, testRotateReplacesThePair) }
+
+func testRotateReplacesThePair(t *testing.T, kv cluster.KV) {
 	ctx := context.Background()
-	kv := newKV(t)
 	s := NewStore(kv)
 	u, err := s.Create(ctx, "alice", tenant.Free)
 	require.NoError(t, err)
@@ -118,9 +142,10 @@ func TestStaleKeyIndexIsRefused(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNoSuchUser)
 }
 
-func TestDelete(t *testing.T) {
+func TestDelete(t *testing.T) { onEachKV(t, testDelete) }
+
+func testDelete(t *testing.T, kv cluster.KV) {
 	ctx := context.Background()
-	kv := newKV(t)
 	s := NewStore(kv)
 	u, err := s.Create(ctx, "alice", tenant.Paid)
 	require.NoError(t, err)
@@ -207,9 +232,10 @@ func (k *racingKV) CAS(ctx context.Context, key string, val []byte, index uint64
 
 // SetLimits racing with a rotation keeps both: the limits update is
 // re-applied on the rotated record instead of writing back the old keys.
-func TestUpdatesDoNotLoseEachOther(t *testing.T) {
+func TestUpdatesDoNotLoseEachOther(t *testing.T) { onEachKV(t, testUpdatesDoNotLoseEachOther) }
+
+func testUpdatesDoNotLoseEachOther(t *testing.T, base cluster.KV) {
 	ctx := context.Background()
-	base := newKV(t)
 	plain := NewStore(base)
 	_, err := plain.Create(ctx, "alice", tenant.Free)
 	require.NoError(t, err)
