@@ -25,6 +25,7 @@ func NewRoot() *cobra.Command {
 	}
 	root.AddCommand(append([]*cobra.Command{newDevCmd(), newGatewayCmd(), newBuilderCmd(), newScalerCmd(), newLoginCmd()}, newUfopCmds()...)...)
 	root.AddCommand(newUserCmd(), newClassCmd())
+	root.AddCommand(newBucketCmd())
 	return root
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/qufop/qufop/auth"
+	"github.com/qufop/qufop/buckets"
 	"github.com/qufop/qufop/cluster"
 	"github.com/qufop/qufop/control"
 	"github.com/qufop/qufop/ufop"
@@ -75,7 +76,8 @@ func Start(t testing.TB) *Server {
 	keeper := ufop.NewKeeper(kv)
 	store := users.NewStore(kv, Admin, User)
 	lookup := users.NewCache(store, static.Lookup, 0, 0).Lookup
-	srv := control.New(cfg, keeper, Builder{}, NewBuildLogs(), orch, lookup, nil).WithUsers(store, Admin)
+	srv := control.New(cfg, keeper, Builder{}, NewBuildLogs(), orch, lookup, nil).WithUsers(store, Admin).
+		WithBuckets(buckets.NewKeeper(kv), Admin, nil)
 	e := gin.New()
 	srv.Mount(e)
 	ts := httptest.NewServer(e)
