@@ -44,11 +44,7 @@ import (
 )
 
 const (
-	// readHeaderTimeout bounds the wait for a request's header, on both
-	// fronts.
-	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 60 * time.Second
-	maxHeaderBytes    = 64 << 10
+	maxHeaderBytes = 64 << 10
 	// fastMaxBody caps request bodies on fasthttp connections, which
 	// buffer them whole; processing URLs have none.
 	fastMaxBody = 1 << 20
@@ -251,12 +247,15 @@ func (s *Server) fastReadError(rc *fasthttp.RequestCtx, err error) {
 // gracefully.
 func (s *Server) serveSplit(ctx context.Context, ln net.Listener, std *http.Server) error {
 	fl, sl := newConnListener(ln.Addr()), newConnListener(ln.Addr())
+	// fasthttp restarts ReadTimeout at the first byte of every request (so
+	// it bounds the header, and the body, capped at fastMaxBody, with it)
+	// and waits IdleTimeout between requests.
 	fast := &fasthttp.Server{
 		Handler:                      s.fastHandler(sl),
 		NoDefaultServerHeader:        true,
 		DisablePreParseMultipartForm: true,
-		ReadTimeout:                  readHeaderTimeout,
-		IdleTimeout:                  idleTimeout,
+		ReadTimeout:                  s.cfg.HeaderTimeout,
+		IdleTimeout:                  s.cfg.IdleTimeout,
 		ReadBufferSize:               maxHeaderBytes,
 		MaxRequestBodySize:           fastMaxBody,
 		CloseOnShutdown:              true,
@@ -327,11 +326,15 @@ func (s *Server) routeConn(c net.Conn, fast, std *connListener) {
 			c.Close()
 		}
 	}()
-	c.SetReadDeadline(time.Now().Add(readHeaderTimeout))
+	c.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
 	br := bufio.NewReaderSize(c, maxRequestLine)
 	line, err := peekLine(br)
-	if err != nil && len(line) == 0 {
-		c.Close() // nothing came: net/http would close it too
+	var nerr net.Error
+	if err != nil && (len(line) == 0 || errors.As(err, &nerr) && nerr.Timeout()) {
+		// Nothing came, or not a whole request line in time (a slow
+		// client: handed on, it would get a second header timeout).
+		// net/http closes such connections too.
+		c.Close()
 		return
 	}
 	c.SetReadDeadline(time.Time{})
