@@ -172,6 +172,16 @@ func (s *Set) Add(b Bucket) error {
 	return nil
 }
 
+// Remove unregisters the bucket called name and returns it (nil if there
+// was none), for the caller to close once no request needs it.
+func (s *Set) Remove(name string) Bucket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.m[name]
+	delete(s.m, name)
+	return b
+}
+
 // Bucket returns the bucket called name (status 631 if there is none).
 func (s *Set) Bucket(name string) (Bucket, error) {
 	s.mu.RLock()
