@@ -3,6 +3,7 @@ package users
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -114,22 +115,32 @@ func TestLookupStaticFirstAndUnknownKeys(t *testing.T) {
 	assert.False(t, ok)
 	assert.Equal(t, reads, kv.reads.Load(), "an unknown key is remembered for the TTL")
 
-	// A key created after it was asked for works once the TTL passed.
+	// Something that is not an access key costs no read at all.
+	reads = kv.reads.Load()
+	for _, ak := range []string{"", "../ufops/x", "a/b", "a?b", strings.Repeat("a", 65)} {
+		_, _, ok = c.Lookup(ak)
+		assert.False(t, ok, ak)
+	}
+	assert.Equal(t, reads, kv.reads.Load())
+
+	// A stored user's key is found.
 	u, err := s.Create(ctx, "bob", tenant.Paid)
 	require.NoError(t, err)
-	_, _, ok = c.Lookup(u.AccessKey())
+	_, user, ok = c.Lookup(u.AccessKey())
 	require.True(t, ok)
+	assert.Equal(t, "bob", user)
 
-	// A failed read refuses, and is not remembered.
+	// A failed read refuses, and is not remembered: once the KV answers
+	// again, the same key works at once (no TTL to wait).
+	carol, err := s.Create(ctx, "carol", tenant.Free)
+	require.NoError(t, err)
 	kv.broken.Store(true)
-	_, _, ok = c.Lookup("other")
+	_, _, ok = c.Lookup(carol.AccessKey())
 	assert.False(t, ok)
 	kv.broken.Store(false)
-	require.NoError(t, s.Delete(ctx, "bob"))
-	u, err = s.Create(ctx, "carol", tenant.Paid)
-	require.NoError(t, err)
-	_, _, ok = c.Lookup(u.AccessKey())
+	_, user, ok = c.Lookup(carol.AccessKey())
 	assert.True(t, ok)
+	assert.Equal(t, "carol", user)
 }
 
 func TestCacheIsBounded(t *testing.T) {

@@ -112,6 +112,10 @@ func noSuch(name string) error {
 	return errs.Wrap(http.StatusNotFound, ErrNoSuchUser, "no such user %q", name)
 }
 
+// akRE matches the access keys auth.NewCredentials makes (URL-safe base64)
+// with room to spare.
+var akRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
 // Store keeps users and class limits in a cluster.KV.
 type Store struct {
 	kv       cluster.KV
@@ -313,8 +317,9 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 // ByAccessKey returns the user holding access key ak and its credentials;
 // a 404 if nobody does.
 func (s *Store) ByAccessKey(ctx context.Context, ak string) (*User, auth.Credentials, error) {
-	if ak == "" || strings.Contains(ak, "/") {
-		return nil, auth.Credentials{}, noSuch("")
+	if !akRE.MatchString(ak) {
+		// Not a key this store makes: no read, and nothing odd in a KV path.
+		return nil, auth.Credentials{}, errs.Wrap(http.StatusNotFound, ErrNoSuchUser, "no such access key")
 	}
 	b, _, err := s.kv.Get(ctx, akKey(ak))
 	if errors.Is(err, cluster.ErrNotFound) {
