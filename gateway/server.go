@@ -82,17 +82,13 @@ type Server struct {
 	cmds    fop.Registry
 	ufops   UFOPs
 	owner   func(bucket string) string
-	tenants *tenancy // owners, private buckets, classes (access.go)
 	pool    *Pool
-	conns   *connLimiter
 	m       *metrics
 	log     *slog.Logger
 	engine  *gin.Engine
 	// reserved are the first path segments of gin's own routes, set when
 	// serving starts (see fastTarget).
 	reserved map[string]bool
-	// adm admits requests by the per-user limits; nil: none (admit.go).
-	adm *admitter
 }
 
 // New builds a gateway over the given buckets and built-in commands.
@@ -109,12 +105,10 @@ func New(cfg Config, buckets storage.Buckets, cmds fop.Registry, log *slog.Logge
 		cfg:     cfg,
 		buckets: buckets,
 		cmds:    cmds,
-		pool:    NewPool(cfg.Workers, cfg.QueueSize, m),
-		conns:   newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
+		pool:    NewPool(cfg.Workers, cfg.QueueBounds(), cfg.QueueWeights, m),
 		m:       m,
 		log:     log,
 	}
-	m.connGauge(s.conns)
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
@@ -146,22 +140,12 @@ func (s *Server) Engine() *gin.Engine { return s.engine }
 // requests get ShutdownTimeout to finish.
 //
 // With Config.FastFront and UFOPs, connections that start with a UFOP
-// processing URL are served by the fast front (front.go). Either way the
-// connection limits apply at accept (connlimit.go).
+// processing URL are served by the fast front (front.go).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	ln = &limitListener{
-		Listener: ln, lim: s.conns,
-		refused:  func(reason string) { s.m.refused.WithLabelValues(reason).Inc() },
-		timedOut: func(phase string) { s.m.timedOut.WithLabelValues(phase).Inc() },
-	}
-	// ReadHeaderTimeout and IdleTimeout apply to every request of a
-	// kept-alive connection, not only its first. Request bodies (uploads
-	// on the management API) have no read deadline: ReadTimeout would
-	// bound a large upload's whole transfer.
 	srv := &http.Server{
 		Handler:           s.engine,
-		ReadHeaderTimeout: s.cfg.HeaderTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
 	if !s.cfg.FastFront || s.ufops == nil {
