@@ -35,11 +35,24 @@ type Config struct {
 	// FastFront serves connections that start with a UFOP processing URL
 	// with fasthttp instead of net/http (see front.go).
 	FastFront bool
+	// MaxConns caps the connections open at once on this gateway, and
+	// MaxConnsPerIP those of one client address (an IPv4 address or an
+	// IPv6 /64); past either, a new connection gets 503 and is closed
+	// (connlimit.go). 0 is no limit.
+	MaxConns, MaxConnsPerIP int
+	// HeaderTimeout bounds the wait for each request's line and header
+	// (on the fast front, for the whole request), IdleTimeout the wait
+	// for the next request on a kept-alive connection: a client that
+	// sends nothing gives its connection up.
+	HeaderTimeout, IdleTimeout time.Duration
 }
 
 // NewDefaultConfig returns the defaults: one worker per core, a queue four
 // times that, 30 s per request (Qiniu's recommended sync timeout) and the
-// 20 MB synchronous source limit.
+// 20 MB synchronous source limit. The per-client connection limit is well
+// above what one client needs (wrk -c32 in bench/, the e2e tests, a
+// browser's 6) and far below the gateway's, so one address cannot take it
+// all.
 func NewDefaultConfig() Config {
 	n := runtime.NumCPU()
 	return Config{
@@ -50,6 +63,10 @@ func NewDefaultConfig() Config {
 		MaxSourceBytes:  20 << 20,
 		ShutdownTimeout: 20 * time.Second,
 		FastFront:       true,
+		MaxConns:        4096,
+		MaxConnsPerIP:   256,
+		HeaderTimeout:   10 * time.Second,
+		IdleTimeout:     60 * time.Second,
 	}
 }
 
@@ -75,6 +92,18 @@ func (c Config) Validate() error {
 	}
 	if c.MaxSourceBytes <= 0 {
 		es = append(es, fmt.Errorf("max source bytes must be positive, got %d", c.MaxSourceBytes))
+	}
+	if c.MaxConns < 0 {
+		es = append(es, fmt.Errorf("max conns must not be negative, got %d", c.MaxConns))
+	}
+	if c.MaxConnsPerIP < 0 {
+		es = append(es, fmt.Errorf("max conns per ip must not be negative, got %d", c.MaxConnsPerIP))
+	}
+	if c.HeaderTimeout <= 0 {
+		es = append(es, fmt.Errorf("header timeout must be positive, got %s", c.HeaderTimeout))
+	}
+	if c.IdleTimeout <= 0 {
+		es = append(es, fmt.Errorf("idle timeout must be positive, got %s", c.IdleTimeout))
 	}
 	return errors.Join(es...)
 }

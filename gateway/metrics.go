@@ -19,6 +19,8 @@ type metrics struct {
 	stepTime  *prometheus.HistogramVec // by command
 	inFlight  prometheus.Gauge
 	fastConns *prometheus.CounterVec // by front
+	refused   *prometheus.CounterVec // by reason (connlimit.go)
+	timedOut  *prometheus.CounterVec // by phase (connlimit.go)
 }
 
 func newMetrics() *metrics {
@@ -51,9 +53,23 @@ func newMetrics() *metrics {
 			Namespace: ns, Name: "connections_total",
 			Help: "Connections accepted, by the front that serves them (\"fast\": fasthttp, for UFOP processing URLs; \"std\": net/http).",
 		}, []string{"front"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "connections_refused_total",
+			Help: "Connections answered 503 and closed at accept, by the limit they were over (\"max_conns\": the gateway's, \"max_conns_per_ip\": their client address's).",
+		}, []string{"reason"}),
+		timedOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "connections_timed_out_total",
+			Help: "Connections closed because the client sent nothing in time, by phase (\"header\": a request not received within the header timeout, on the fast front the whole request; \"idle\": no next request within the idle timeout).",
+		}, []string{"phase"}),
+	}
+	for _, r := range []string{refusedMaxConns, refusedMaxConnsPerIP} {
+		m.refused.WithLabelValues(r)
+	}
+	for _, p := range []string{"header", "idle"} {
+		m.timedOut.WithLabelValues(p)
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.steps, m.stepTime,
-		m.inFlight, m.fastConns,
+		m.inFlight, m.fastConns, m.refused, m.timedOut,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -83,4 +99,12 @@ func (m *metrics) poolGauges(p *Pool) {
 			Namespace: ns, Name: "workers", Help: "Size of the worker pool of built-in steps.",
 		}, func() float64 { return float64(p.size) }),
 	)
+}
+
+// connGauge reads the open connections from the limiter at scrape time.
+func (m *metrics) connGauge(l *connLimiter) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "qufop_gateway", Name: "connections_open",
+		Help: "Connections open now (each holds a slot of max-conns and one of max-conns-per-ip).",
+	}, func() float64 { return float64(l.Open()) }))
 }

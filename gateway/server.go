@@ -82,13 +82,17 @@ type Server struct {
 	cmds    fop.Registry
 	ufops   UFOPs
 	owner   func(bucket string) string
+	tenants *tenancy // owners, private buckets, classes (access.go)
 	pool    *Pool
+	conns   *connLimiter
 	m       *metrics
 	log     *slog.Logger
 	engine  *gin.Engine
 	// reserved are the first path segments of gin's own routes, set when
 	// serving starts (see fastTarget).
 	reserved map[string]bool
+	// adm admits requests by the per-user limits; nil: none (admit.go).
+	adm *admitter
 }
 
 // New builds a gateway over the given buckets and built-in commands.
@@ -106,9 +110,11 @@ func New(cfg Config, buckets storage.Buckets, cmds fop.Registry, log *slog.Logge
 		buckets: buckets,
 		cmds:    cmds,
 		pool:    NewPool(cfg.Workers, cfg.QueueBounds(), cfg.QueueWeights, m),
+		conns:   newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		m:       m,
 		log:     log,
 	}
+	m.connGauge(s.conns)
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
@@ -140,12 +146,22 @@ func (s *Server) Engine() *gin.Engine { return s.engine }
 // requests get ShutdownTimeout to finish.
 //
 // With Config.FastFront and UFOPs, connections that start with a UFOP
-// processing URL are served by the fast front (front.go).
+// processing URL are served by the fast front (front.go). Either way the
+// connection limits apply at accept (connlimit.go).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ln = &limitListener{
+		Listener: ln, lim: s.conns,
+		refused:  func(reason string) { s.m.refused.WithLabelValues(reason).Inc() },
+		timedOut: func(phase string) { s.m.timedOut.WithLabelValues(phase).Inc() },
+	}
+	// ReadHeaderTimeout and IdleTimeout apply to every request of a
+	// kept-alive connection, not only its first. Request bodies (uploads
+	// on the management API) have no read deadline: ReadTimeout would
+	// bound a large upload's whole transfer.
 	srv := &http.Server{
 		Handler:           s.engine,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: s.cfg.HeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
 	if !s.cfg.FastFront || s.ufops == nil {

@@ -22,7 +22,6 @@ import (
 	"github.com/qufop/qufop/internal/serve"
 	"github.com/qufop/qufop/jobspecs"
 	"github.com/qufop/qufop/ufop"
-	"github.com/qufop/qufop/users"
 )
 
 // consulClient is a Consul API client of addr ("": CONSUL_HTTP_ADDR or the
@@ -119,10 +118,7 @@ func NewGateway(ctx context.Context, cfg GatewayRoleConfig) (_ *Gateway, err err
 		opts = append(opts,
 			gateway.WithUFOPs(d, func(string) string { return owner }),
 			gateway.WithBlobs(dispatch.BlobPath+":token", d.Blobs().Handler),
-			gateway.WithCollector(d.Collector()),
-			// The users' limits, from the store the builder keeps in
-			// Consul KV (no keys: the gateway only reads limits).
-			admission(users.NewCache(users.NewStore(consul.NewKV(cc, consul.DefaultPrefix), AdminUser), nil, 0, 0)))
+			gateway.WithCollector(d.Collector()))
 	}
 	if g.srv, err = dp.server(cfg.GatewayConfig, opts...); err != nil {
 		return nil, err

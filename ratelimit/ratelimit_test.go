@@ -132,7 +132,8 @@ func TestTokenBucketPerUser(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newClock()
-			l := New(tt.policy, Options{Defaults: tt.defaults, Now: clk.now})
+			l, err := New(tt.policy, Options{Defaults: tt.defaults, Now: clk.now})
+			require.NoError(t, err)
 			for i, r := range tt.reqs {
 				clk.advance(r.after)
 				ok, ref := admitted(t, l, ctxOf(r.user, r.class), fop.Chain{})
@@ -146,13 +147,14 @@ func TestTokenBucketPerUser(t *testing.T) {
 }
 
 func TestRefusalNamesTheLimit(t *testing.T) {
-	l := New(StaticPolicy{"alice": {RPS: 10, Burst: 20}}, Options{Now: newClock().now})
+	l, err := New(StaticPolicy{"alice": {RPS: 10, Burst: 20}}, Options{Now: newClock().now})
+	require.NoError(t, err)
 	ctx := ctxOf("alice", tenant.Free)
 	for range 20 {
 		ok, _ := admitted(t, l, ctx, fop.Chain{})
 		require.True(t, ok)
 	}
-	_, err := l.Admit(ctx, fop.Chain{})
+	_, err = l.Admit(ctx, fop.Chain{})
 	require.Error(t, err)
 	assert.Equal(t, 573, errs.Status(err))
 	assert.Equal(t, `user "alice": over 10 requests per second (burst 20), slow down`, errs.Public(err))
@@ -161,7 +163,8 @@ func TestRefusalNamesTheLimit(t *testing.T) {
 func TestLimitsChangeWithoutRestart(t *testing.T) {
 	clk := newClock()
 	p := &mutablePolicy{m: map[string]tenant.Limits{"a": {RPS: 1, Burst: 1}}}
-	l := New(p, Options{Now: clk.now})
+	l, err := New(p, Options{Now: clk.now})
+	require.NoError(t, err)
 	ctx := ctxOf("a", tenant.Free)
 	ok, _ := admitted(t, l, ctx, fop.Chain{})
 	require.True(t, ok)
@@ -202,7 +205,8 @@ func TestLimitsChangeWithoutRestart(t *testing.T) {
 
 func TestBucketsBoundedByLRU(t *testing.T) {
 	clk := newClock()
-	l := New(nil, Options{Defaults: map[tenant.Class]tenant.Limits{tenant.Free: {RPS: 1, Burst: 1}}, Users: 3, Now: clk.now})
+	l, err := New(nil, Options{Defaults: map[tenant.Class]tenant.Limits{tenant.Free: {RPS: 1, Burst: 1}}, Users: 3, Now: clk.now})
+	require.NoError(t, err)
 	for i := range 100 {
 		ok, _ := admitted(t, l, ctxOf(fmt.Sprint("u", i), tenant.Free), fop.Chain{})
 		require.True(t, ok)
@@ -277,7 +281,8 @@ func TestCommandConcurrency(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := New(p, Options{})
+			l, err := New(p, Options{})
+			require.NoError(t, err)
 			var releases []func()
 			for i, s := range tt.steps {
 				if s.release > 0 {
@@ -314,7 +319,8 @@ func TestCommandConcurrency(t *testing.T) {
 }
 
 func TestCommandRefusalMessage(t *testing.T) {
-	l := New(StaticPolicy{"bob": {Commands: map[string]int{"imageMogr2": 1}}}, Options{})
+	l, err := New(StaticPolicy{"bob": {Commands: map[string]int{"imageMogr2": 1}}}, Options{})
+	require.NoError(t, err)
 	ctx := ctxOf("bob", tenant.Paid)
 	rel, err := l.Admit(ctx, chainOf(t, "imageMogr2/rotate/90"))
 	require.NoError(t, err)
@@ -326,7 +332,8 @@ func TestCommandRefusalMessage(t *testing.T) {
 // A request that panics gives its slots back when its release is deferred,
 // as the gateway's handlers do.
 func TestReleaseOnPanic(t *testing.T) {
-	l := New(StaticPolicy{"a": {Commands: map[string]int{"imageMogr2": 1}}}, Options{})
+	l, err := New(StaticPolicy{"a": {Commands: map[string]int{"imageMogr2": 1}}}, Options{})
+	require.NoError(t, err)
 	ctx := ctxOf("a", tenant.Free)
 	func() {
 		defer func() { _ = recover() }()
@@ -344,7 +351,8 @@ func TestReleaseOnPanic(t *testing.T) {
 // Many requests at once never hold more than the cap (run with -race).
 func TestCommandCapUnderConcurrency(t *testing.T) {
 	const cap = 3
-	l := New(StaticPolicy{"a": {Commands: map[string]int{"imageMogr2": cap}}}, Options{})
+	l, err := New(StaticPolicy{"a": {Commands: map[string]int{"imageMogr2": cap}}}, Options{})
+	require.NoError(t, err)
 	ctx := ctxOf("a", tenant.Free)
 	chain := chainOf(t, "imageMogr2/rotate/90")
 	var (
