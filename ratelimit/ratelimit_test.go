@@ -132,8 +132,7 @@ func TestTokenBucketPerUser(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newClock()
-			l, err := New(tt.policy, Options{Defaults: tt.defaults, Now: clk.now})
-			require.NoError(t, err)
+			l := New(tt.policy, Options{Defaults: tt.defaults, Now: clk.now})
 			for i, r := range tt.reqs {
 				clk.advance(r.after)
 				ok, ref := admitted(t, l, ctxOf(r.user, r.class), fop.Chain{})
@@ -147,14 +146,13 @@ func TestTokenBucketPerUser(t *testing.T) {
 }
 
 func TestRefusalNamesTheLimit(t *testing.T) {
-	l, err := New(StaticPolicy{"alice": {RPS: 10, Burst: 20}}, Options{Now: newClock().now})
-	require.NoError(t, err)
+	l := New(StaticPolicy{"alice": {RPS: 10, Burst: 20}}, Options{Now: newClock().now})
 	ctx := ctxOf("alice", tenant.Free)
 	for range 20 {
 		ok, _ := admitted(t, l, ctx, fop.Chain{})
 		require.True(t, ok)
 	}
-	_, err = l.Admit(ctx, fop.Chain{})
+	_, err := l.Admit(ctx, fop.Chain{})
 	require.Error(t, err)
 	assert.Equal(t, 573, errs.Status(err))
 	assert.Equal(t, `user "alice": over 10 requests per second (burst 20), slow down`, errs.Public(err))
@@ -163,8 +161,7 @@ func TestRefusalNamesTheLimit(t *testing.T) {
 func TestLimitsChangeWithoutRestart(t *testing.T) {
 	clk := newClock()
 	p := &mutablePolicy{m: map[string]tenant.Limits{"a": {RPS: 1, Burst: 1}}}
-	l, err := New(p, Options{Now: clk.now})
-	require.NoError(t, err)
+	l := New(p, Options{Now: clk.now})
 	ctx := ctxOf("a", tenant.Free)
 	ok, _ := admitted(t, l, ctx, fop.Chain{})
 	require.True(t, ok)
@@ -205,8 +202,7 @@ func TestLimitsChangeWithoutRestart(t *testing.T) {
 
 func TestBucketsBoundedByLRU(t *testing.T) {
 	clk := newClock()
-	l, err := New(nil, Options{Defaults: map[tenant.Class]tenant.Limits{tenant.Free: {RPS: 1, Burst: 1}}, Users: 3, Now: clk.now})
-	require.NoError(t, err)
+	l := New(nil, Options{Defaults: map[tenant.Class]tenant.Limits{tenant.Free: {RPS: 1, Burst: 1}}, Users: 3, Now: clk.now})
 	for i := range 100 {
 		ok, _ := admitted(t, l, ctxOf(fmt.Sprint("u", i), tenant.Free), fop.Chain{})
 		require.True(t, ok)
@@ -281,8 +277,7 @@ func TestCommandConcurrency(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := New(p, Options{})
-			require.NoError(t, err)
+			l := New(p, Options{})
 			var releases []func()
 			for i, s := range tt.steps {
 				if s.release > 0 {
@@ -319,8 +314,7 @@ func TestCommandConcurrency(t *testing.T) {
 }
 
 func TestCommandRefusalMessage(t *testing.T) {
-	l, err := New(StaticPolicy{"bob": {Commands: map[string]int{"imageMogr2": 1}}}, Options{})
-	require.NoError(t, err)
+	l := New(StaticPolicy{"bob": {Commands: map[string]int{"imageMogr2": 1}}}, Options{})
 	ctx := ctxOf("bob", tenant.Paid)
 	rel, err := l.Admit(ctx, chainOf(t, "imageMogr2/rotate/90"))
 	require.NoError(t, err)
@@ -332,8 +326,7 @@ func TestCommandRefusalMessage(t *testing.T) {
 // A request that panics gives its slots back when its release is deferred,
 // as the gateway's handlers do.
 func TestReleaseOnPanic(t *testing.T) {
-	l, err := New(StaticPolicy{"a": {Commands: map[string]int{"imageMogr2": 1}}}, Options{})
-	require.NoError(t, err)
+	l := New(StaticPolicy{"a": {Commands: map[string]int{"imageMogr2": 1}}}, Options{})
 	ctx := ctxOf("a", tenant.Free)
 	func() {
 		defer func() { _ = recover() }()
@@ -351,8 +344,7 @@ func TestReleaseOnPanic(t *testing.T) {
 // Many requests at once never hold more than the cap (run with -race).
 func TestCommandCapUnderConcurrency(t *testing.T) {
 	const cap = 3
-	l, err := New(StaticPolicy{"a": {Commands: map[string]int{"imageMogr2": cap}}}, Options{})
-	require.NoError(t, err)
+	l := New(StaticPolicy{"a": {Commands: map[string]int{"imageMogr2": cap}}}, Options{})
 	ctx := ctxOf("a", tenant.Free)
 	chain := chainOf(t, "imageMogr2/rotate/90")
 	var (
@@ -383,4 +375,27 @@ func TestCommandCapUnderConcurrency(t *testing.T) {
 	wg.Wait()
 	assert.LessOrEqual(t, top, cap)
 	assert.Zero(t, l.Running("a", "imageMogr2"))
+}
+
+// The cost of admission per request: a token and a command slot of one
+// user among many, the release included.
+func BenchmarkAdmit(b *testing.B) {
+	l := New(StaticPolicy{}, Options{Defaults: map[tenant.Class]tenant.Limits{
+		tenant.Free: {RPS: 1e9, Burst: 1e9, Commands: map[string]int{"imageMogr2": 1 << 30}},
+	}})
+	chain, err := fop.Parse("imageMogr2/rotate/90")
+	require.NoError(b, err)
+	ctxs := make([]context.Context, 1000)
+	for i := range ctxs {
+		ctxs[i] = ctxOf(fmt.Sprint("user", i), tenant.Free)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		rel, err := l.Admit(ctxs[i%len(ctxs)], chain)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rel()
+	}
 }
