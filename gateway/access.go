@@ -30,9 +30,9 @@ type BucketAccess interface {
 	Access(bucket string) (info BucketInfo, ok bool)
 }
 
-// Classes tells a user's class of service (the users store implements it).
+// Classes tells a user's class of service (users.Cache implements it).
 type Classes interface {
-	ClassOf(user string) tenant.Class
+	Class(user string) tenant.Class
 }
 
 // tenancy is the gateway's view of buckets and users.
@@ -78,7 +78,7 @@ func (s *Server) authorize(ctx context.Context, bucket, target, host string) (co
 	}
 	class := tenant.Free
 	if t != nil && t.classes != nil && info.Owner != "" {
-		class = t.classes.ClassOf(info.Owner)
+		class = t.classes.Class(info.Owner)
 	}
 	return tenant.With(ctx, tenant.Tenant{User: info.Owner, Class: class}), nil
 }

@@ -33,7 +33,7 @@ func (r records) Access(b string) (BucketInfo, bool) { i, ok := r[b]; return i, 
 
 type classes map[string]tenant.Class
 
-func (c classes) ClassOf(u string) tenant.Class { return c[u] }
+func (c classes) Class(u string) tenant.Class { return c[u] }
 
 // seen is a UFOP "who" that answers the tenant of its step's context and
 // the caller it was resolved for.

@@ -25,16 +25,14 @@ func fixedClock() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // limiter is a ratelimit.Limiter whose free class has limits l.
 func limiter(t *testing.T, l tenant.Limits) *ratelimit.Limiter {
 	t.Helper()
-	lim, err := ratelimit.New(nil, ratelimit.Options{
+	return ratelimit.New(nil, ratelimit.Options{
 		Defaults: map[tenant.Class]tenant.Limits{tenant.Free: l},
 		Now:      fixedClock,
 	})
-	require.NoError(t, err)
-	return lim
 }
 
 func withLimiter(lim *ratelimit.Limiter) Option {
-	return WithAdmission(lim, ratelimit.ReasonRPS, ratelimit.ReasonCommand)
+	return WithAdmission(lim, ratelimit.Reasons...)
 }
 
 // rateLimited reads qufop_gateway_rate_limited_total by "class/reason".
@@ -185,7 +183,7 @@ func TestRateLimitedSeries(t *testing.T) {
 	require.NoError(t, err)
 	got := rateLimited(t, srv)
 	for _, c := range tenant.Classes {
-		for _, r := range []string{ratelimit.ReasonRPS, ratelimit.ReasonCommand} {
+		for _, r := range ratelimit.Reasons {
 			v, ok := got[string(c)+"/"+r]
 			assert.True(t, ok, "%s/%s", c, r)
 			assert.Zero(t, v)

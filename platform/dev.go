@@ -173,7 +173,8 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		gateway.WithUFOPs(d.dispatch, func(string) string { return AdminUser }),
 		gateway.WithBlobs(dispatch.BlobPath+":token", d.dispatch.Blobs().Handler),
 		gateway.WithCollector(d.dispatch.Collector()),
-		gateway.WithCollector(d.scaler.Metrics()))
+		gateway.WithCollector(d.scaler.Metrics()),
+		admission(d.ctl.users))
 	if err != nil {
 		return nil, err
 	}

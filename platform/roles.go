@@ -22,6 +22,7 @@ import (
 	"github.com/qufop/qufop/internal/serve"
 	"github.com/qufop/qufop/jobspecs"
 	"github.com/qufop/qufop/ufop"
+	"github.com/qufop/qufop/users"
 )
 
 // consulClient is a Consul API client of addr ("": CONSUL_HTTP_ADDR or the
@@ -118,7 +119,10 @@ func NewGateway(ctx context.Context, cfg GatewayRoleConfig) (_ *Gateway, err err
 		opts = append(opts,
 			gateway.WithUFOPs(d, func(string) string { return owner }),
 			gateway.WithBlobs(dispatch.BlobPath+":token", d.Blobs().Handler),
-			gateway.WithCollector(d.Collector()))
+			gateway.WithCollector(d.Collector()),
+			// The users' limits, from the store the builder keeps in
+			// Consul KV (no keys: the gateway only reads limits).
+			admission(users.NewCache(users.NewStore(consul.NewKV(cc, consul.DefaultPrefix), AdminUser), nil, 0, 0)))
 	}
 	if g.srv, err = dp.server(cfg.GatewayConfig, opts...); err != nil {
 		return nil, err

@@ -43,6 +43,10 @@ const (
 	ReasonCommand = "command"
 )
 
+// Reasons are all the reasons a Limiter refuses for (the series of the
+// gateway's counter: gateway.WithAdmission(l, Reasons...)).
+var Reasons = []string{ReasonRPS, ReasonCommand}
+
 // Refused is the error of a request over a limit: a 573 that names the
 // limit, and the reason for the metric.
 //
@@ -91,7 +95,8 @@ type Options struct {
 	// Defaults are the limits of each class, under what Policy sets.
 	// Missing or zero: no limit.
 	Defaults map[tenant.Class]tenant.Limits
-	// Users bounds the users whose buckets are kept (DefaultUsers if 0).
+	// Users bounds the users whose buckets are kept (DefaultUsers if
+	// not positive).
 	// A user evicted from it comes back with a full bucket: the bound
 	// trades a burst of a long-idle user for bounded memory.
 	Users int
@@ -100,20 +105,17 @@ type Options struct {
 }
 
 // New returns a limiter reading p (nil: only o.Defaults).
-func New(p Policy, o Options) (*Limiter, error) {
+func New(p Policy, o Options) *Limiter {
 	n := o.Users
-	if n == 0 {
+	if n <= 0 {
 		n = DefaultUsers
 	}
-	c, err := lru.New[string, *rate.Limiter](n)
-	if err != nil {
-		return nil, fmt.Errorf("ratelimit: %w", err)
-	}
+	c, _ := lru.New[string, *rate.Limiter](n) // fails only for n ≤ 0
 	now := o.Now
 	if now == nil {
 		now = time.Now
 	}
-	return &Limiter{policy: p, defaults: o.Defaults, buckets: c, now: now, running: map[running]int{}}, nil
+	return &Limiter{policy: p, defaults: o.Defaults, buckets: c, now: now, running: map[running]int{}}
 }
 
 // Limits are the limits in force for t: its stored ones over its class's
