@@ -41,6 +41,17 @@ func NewServed(k *Keeper, set *storage.Set, open func(Record) (storage.Bucket, e
 	return &Served{keeper: k, set: set, open: open, log: log, fixed: fixed, recs: map[string]Record{}}
 }
 
+// Keeper is the keeper of the records served.
+func (s *Served) Keeper() *Keeper { return s.keeper }
+
+// Fixed reports whether name is one of the buckets served without a record
+// (in the set before NewServed): a record may not take its name.
+func (s *Served) Fixed(name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.fixed[name]
+}
+
 // Record returns the record bucket is served from (false: none, e.g. a
 // --bucket flag's).
 func (s *Served) Record(bucket string) (Record, bool) {

@@ -104,6 +104,7 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	keeper := ufop.NewKeeper(kv)
+	served := d.dp.serveRecords(kv, log, &d.closers)
 	rt, err := local.New(ctx, local.Config{
 		Options:    local.Options{Logger: log},
 		PlatformID: d.id,
@@ -145,6 +146,7 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	d.closers.add(d.ctl.server.Close)
+	d.ctl.server.WithBuckets(served.Keeper(), AdminUser, served.Fixed)
 
 	d.dispatch = dispatch.New(dispatch.NewDefaultConfig(), keeper, rt, &ufop.Caller{})
 	// Instances reach the gateway's blob route through their own network:
@@ -171,6 +173,7 @@ func NewDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 
 	d.srv, err = d.dp.server(cfg.GatewayConfig,
 		gateway.WithUFOPs(d.dispatch, func(string) string { return AdminUser }),
+		tenancy(served, d.ctl.users.Lookup, AdminUser, d.ctl.users),
 		gateway.WithBlobs(dispatch.BlobPath+":token", d.dispatch.Blobs().Handler),
 		gateway.WithCollector(d.dispatch.Collector()),
 		gateway.WithCollector(d.scaler.Metrics()),
