@@ -192,3 +192,33 @@ func TestRateLimitedSeries(t *testing.T) {
 }
 
 var _ Admission = (*ratelimit.Limiter)(nil)
+
+// classOf gives every user one class.
+type classOf tenant.Class
+
+func (c classOf) Class(string) tenant.Class { return tenant.Class(c) }
+
+// The limits are the tenant's: the bucket's owner, with its own limits
+// over its class's, and the refusal is counted under its class.
+func TestRateLimitByTenant(t *testing.T) {
+	f := newFixture(t, nil)
+	lim := ratelimit.New(ratelimit.StaticPolicy{"alice": {RPS: 1, Burst: 2}}, ratelimit.Options{
+		Defaults: map[tenant.Class]tenant.Limits{tenant.Paid: {RPS: 1, Burst: 1}},
+		Now:      fixedClock,
+	})
+	srv, err := New(f.srv.cfg, f.srv.buckets, f.srv.cmds, nil,
+		WithUFOPs(echoUFOP{}, func(string) string { return "alice" }), WithClasses(classOf(tenant.Paid)), withLimiter(lim))
+	require.NoError(t, err)
+	codes := make([]int, 3)
+	var last *httptest.ResponseRecorder
+	for i := range codes {
+		last = httptest.NewRecorder()
+		srv.Handler().ServeHTTP(last, httptest.NewRequest(http.MethodGet, "/files/hello.txt?upper", nil))
+		codes[i] = last.Code
+	}
+	assert.Equal(t, []int{200, 200, 573}, codes, "alice's own burst of 2 over the paid class's 1")
+	assert.Equal(t, `user "alice": over 1 requests per second (burst 2), slow down`, decodeError(t, last).Error)
+	got := rateLimited(t, srv)
+	assert.Equal(t, 1.0, got["paid/rps"])
+	assert.Zero(t, got["free/rps"])
+}
