@@ -14,6 +14,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/qufop/qufop/buckets"
 	"github.com/qufop/qufop/builder"
 	"github.com/qufop/qufop/cluster/consul"
 	"github.com/qufop/qufop/cluster/nomad"
@@ -123,6 +124,11 @@ func NewGateway(ctx context.Context, cfg GatewayRoleConfig) (_ *Gateway, err err
 			// The users' limits, from the store the builder keeps in
 			// Consul KV (no keys: the gateway only reads limits).
 			admission(users.NewCache(users.NewStore(consul.NewKV(cc, consul.DefaultPrefix), AdminUser), nil, 0, 0)))
+		// The bucket records the builder keeps, and the users' keys for
+		// their download tokens (the admin's keys are not on gateways).
+		kv := consul.NewKV(cc, consul.DefaultPrefix)
+		keys := users.NewCache(users.NewStore(kv, AdminUser), nil, 0, 0)
+		opts = append(opts, tenancy(dp.serveRecords(kv, cfg.logger(), &g.closers), keys.Lookup, AdminUser, keys))
 	}
 	if g.srv, err = dp.server(cfg.GatewayConfig, opts...); err != nil {
 		return nil, err
@@ -218,6 +224,9 @@ func NewBuilder(ctx context.Context, cfg BuilderConfig) (_ *Builder, err error) 
 		return nil, err
 	}
 	b.closers.add(b.ctl.server.Close)
+	// The gateways serve the records; the builder checks a record's dir
+	// on its own node (a shared mount at the same path everywhere).
+	b.ctl.server.WithBuckets(buckets.NewKeeper(kv), AdminUser, nil)
 
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
