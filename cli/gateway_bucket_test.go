@@ -27,7 +27,7 @@ import (
 func TestGatewayServesBucketRecords(t *testing.T) {
 	ctx := context.Background()
 	fake := consulfake.New()
-	defer fake.Close()
+	t.Cleanup(fake.Close) // after the gateways stop
 	cc, err := consulapi.NewClient(&consulapi.Config{Address: fake.Addr()})
 	require.NoError(t, err)
 	kv := consul.NewKV(cc, consul.DefaultPrefix)
@@ -43,27 +43,7 @@ func TestGatewayServesBucketRecords(t *testing.T) {
 
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "note.txt"), []byte("hello"), 0o644))
-	addr := freeAddr(t)
-	root := NewRoot()
-	out := &testutil.SyncBuffer{}
-	root.SetOut(out)
-	root.SetErr(out)
-	root.SetArgs([]string{"gateway", "--listen", addr, "--bucket", "files=" + dir, "--consul-addr", fake.Addr(), "--quiet"})
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(cctx) }()
-	defer func() {
-		cancel()
-		assert.NoError(t, <-done)
-	}()
-	base := "http://" + addr
-	require.Eventually(t, func() bool {
-		r, err := http.Get(base + "/health")
-		if err == nil {
-			r.Body.Close()
-		}
-		return err == nil
-	}, time.Minute, 20*time.Millisecond, out.String())
+	base := startGateway(t, "--bucket", "files="+dir, "--consul-addr", fake.Addr())
 
 	r, body := get(t, base+"/files/note.txt")
 	assert.Equal(t, 200, r.StatusCode, string(body))
@@ -74,9 +54,47 @@ func TestGatewayServesBucketRecords(t *testing.T) {
 	assert.Equal(t, 200, r.StatusCode, string(body))
 	assert.Equal(t, "secret", string(body))
 
+	// With Consul, the records alone are enough to start.
+	only := startGateway(t, "--consul-addr", fake.Addr())
+	r, body = get(t, only+"/files/note.txt")
+	assert.Equal(t, 401, r.StatusCode, "the record's private bucket: %s", body)
+
 	require.NoError(t, keeper.Delete(ctx, "photos"))
 	require.Eventually(t, func() bool {
 		r, _ := get(t, base+"/photos/note.txt")
 		return r.StatusCode == 631
 	}, time.Minute, 20*time.Millisecond)
+}
+
+// startGateway runs `qufop gateway args...` in-process until the test ends.
+func startGateway(t *testing.T, args ...string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	root := NewRoot()
+	out := &testutil.SyncBuffer{}
+	root.SetOut(out)
+	root.SetErr(out)
+	root.SetArgs(append([]string{"gateway", "--listen", addr, "--quiet"}, args...))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		assert.NoError(t, <-done)
+	})
+	base := "http://" + addr
+	require.Eventually(t, func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			return true
+		default:
+		}
+		r, err := http.Get(base + "/health")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil
+	}, time.Minute, 20*time.Millisecond, out.String())
+	return base
 }

@@ -93,7 +93,8 @@ func NewGateway(ctx context.Context, cfg GatewayRoleConfig) (_ *Gateway, err err
 	if err := dp.addBuckets(cfg.Buckets); err != nil {
 		return nil, err
 	}
-	if len(dp.set.Names()) == 0 {
+	// With Consul the buckets may all come from records (qufop bucket add).
+	if len(dp.set.Names()) == 0 && !cfg.Consul {
 		return nil, errors.New("no bucket to serve: give --bucket NAME=DIR")
 	}
 	if g.ln, err = listen(cfg.Gateway.Listen); err != nil {
