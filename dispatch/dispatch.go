@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qufop/qufop/classq"
 	"github.com/qufop/qufop/cluster"
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/fop"
@@ -22,8 +23,14 @@ import (
 // Config of the dispatcher.
 type Config struct {
 	// QueueSize is how many steps may wait per UFOP when all its instances
-	// are busy; past it, 503 at once.
-	QueueSize int
+	// are busy; past it, 503 at once. It bounds each class's queue (paid,
+	// free; see classq) unless QueueSizeFree or QueueSizePaid, when
+	// positive, sets that class's.
+	QueueSize                    int
+	QueueSizeFree, QueueSizePaid int
+	// QueueWeights is how a freed slot is shared between the classes that
+	// wait (zero: classq.DefaultWeights, paid:free = 4:1).
+	QueueWeights classq.Weights
 	// RecordTTL is how long a UFOP record is cached, RecordCacheSize how
 	// many are.
 	RecordTTL       time.Duration
@@ -39,6 +46,18 @@ type Config struct {
 	LookupTimeout time.Duration
 	// MaxLookups is how many reads of records may run at once.
 	MaxLookups int
+}
+
+// QueueBounds are the bounds of the classes' queues of each UFOP.
+func (c Config) QueueBounds() classq.Bounds {
+	b := classq.Uniform(c.QueueSize)
+	if c.QueueSizeFree > 0 {
+		b.Free = c.QueueSizeFree
+	}
+	if c.QueueSizePaid > 0 {
+		b.Paid = c.QueueSizePaid
+	}
+	return b
 }
 
 // NewDefaultConfig returns the defaults.
@@ -147,6 +166,7 @@ func (d *Dispatcher) pool(name string) *pool {
 	p := d.pools[name]
 	if p == nil {
 		p = newPool(func() []cluster.Endpoint { return d.catalog.Healthy(name) })
+		p.queue = classq.New[*waiter](d.cfg.QueueWeights)
 		d.pools[name] = p
 	}
 	return p
@@ -174,7 +194,7 @@ func (d *Dispatcher) notifyWait(name string) {
 func (d *Dispatcher) run(ctx context.Context, rec *ufop.Record, cmd fop.Cmd, in fop.Blob) (fop.Blob, error) {
 	p := d.pool(rec.Name)
 	p.setRecord(rec)
-	ep, release, err := p.acquire(ctx, rec.Name, d.cfg.QueueSize, rec.Scale != nil, d.notifyWait)
+	ep, release, err := p.acquire(ctx, rec.Name, d.cfg.QueueBounds(), rec.Scale != nil, d.notifyWait)
 	if err != nil {
 		return fop.Blob{}, err
 	}

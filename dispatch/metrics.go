@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qufop/qufop/scaler"
+	"github.com/qufop/qufop/tenant"
 )
 
 // collector exports the per-UFOP figures, read from the pools when
@@ -12,7 +13,12 @@ type collector struct {
 	d                                                   *Dispatcher
 	pending, inFlight, capacity, healthy, noInstWaiting *prometheus.Desc
 	noInstance, rejected                                *prometheus.Desc
+	pendingByClass                                      *prometheus.Desc
 }
+
+// MetricPendingByClass splits scaler.MetricPending (the total the scaler
+// reads) by class of service.
+const MetricPendingByClass = "qufop_gateway_ufop_queue_length_by_class"
 
 // Collector returns the Prometheus collector of the dispatcher's figures.
 func (d *Dispatcher) Collector() prometheus.Collector {
@@ -25,12 +31,14 @@ func (d *Dispatcher) Collector() prometheus.Collector {
 		healthy:       prometheus.NewDesc(scaler.MetricHealthy, "Healthy instances of the UFOP this gateway routes to.", l, nil),
 		noInstWaiting: prometheus.NewDesc(scaler.MetricNoInstance, "Steps waiting while the UFOP has no healthy instance at all.", l, nil),
 		noInstance:    prometheus.NewDesc(scaler.MetricNoInstanceTotal, "Steps that found no healthy instance of the UFOP when they arrived.", l, nil),
-		rejected:      prometheus.NewDesc(scaler.MetricRejectedTotal, "Steps refused with 503, by reason: queue_full, or no_instance (and no scale policy to start one).", []string{scaler.LabelUFOP, "reason"}, nil),
+		pendingByClass: prometheus.NewDesc(MetricPendingByClass, "Steps waiting in the UFOP's queue for a free instance, by class of service (paid, free).",
+			[]string{scaler.LabelUFOP, "class"}, nil),
+		rejected: prometheus.NewDesc(scaler.MetricRejectedTotal, "Steps refused with 503, by reason: queue_full, or no_instance (and no scale policy to start one).", []string{scaler.LabelUFOP, "reason"}, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.pending, c.inFlight, c.capacity, c.healthy, c.noInstWaiting, c.noInstance, c.rejected} {
+	for _, d := range []*prometheus.Desc{c.pending, c.inFlight, c.capacity, c.healthy, c.noInstWaiting, c.noInstance, c.rejected, c.pendingByClass} {
 		ch <- d
 	}
 }
@@ -41,6 +49,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), name)
 		}
 		g(c.pending, st.Pending)
+		ch <- prometheus.MustNewConstMetric(c.pendingByClass, prometheus.GaugeValue, float64(st.PendingPaid), name, string(tenant.Paid))
+		ch <- prometheus.MustNewConstMetric(c.pendingByClass, prometheus.GaugeValue, float64(st.Pending-st.PendingPaid), name, string(tenant.Free))
 		g(c.inFlight, st.InFlight)
 		g(c.capacity, st.Capacity)
 		g(c.healthy, st.Healthy)

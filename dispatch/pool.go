@@ -7,15 +7,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qufop/qufop/classq"
 	"github.com/qufop/qufop/cluster"
 	"github.com/qufop/qufop/errs"
+	"github.com/qufop/qufop/tenant"
 	"github.com/qufop/qufop/ufop"
 )
 
 // pool tracks the steps in flight at each instance of one UFOP and the
-// steps waiting for a free instance, in arrival order: a slot that frees
-// goes to the oldest waiter, never to a newer arrival (which would leave
-// the oldest to time out with 504).
+// steps waiting for a free instance, in arrival order within each class of
+// service (tenant.From(ctx).Class): a slot that frees goes to the oldest
+// waiter of the class whose turn it is (classq: paid before free, 4:1, free
+// never starved), never to a newer arrival (which would leave the oldest
+// to time out with 504). With no tenant every step is free: one FIFO.
 type pool struct {
 	endpoints func() []cluster.Endpoint // the Catalog's healthy instances (from memory)
 	// gone is told the addresses of the instances that left the Catalog
@@ -29,7 +33,7 @@ type pool struct {
 	rec      *ufop.Record // latest record seen: the capacity of each version
 	known    []string     // the addresses of the last look at the Catalog
 	inflight map[string]int
-	queue    []*waiter // FIFO
+	queue    *classq.Queue[*waiter]
 	// next is where the search for the least busy instance starts, moved
 	// on at every pick: among equally busy instances successive steps go
 	// round the instances instead of all to the first one.
@@ -46,7 +50,8 @@ type waiter struct {
 }
 
 func newPool(endpoints func() []cluster.Endpoint) *pool {
-	return &pool{endpoints: endpoints, gone: ufop.ForgetInstances, inflight: map[string]int{}}
+	return &pool{endpoints: endpoints, gone: ufop.ForgetInstances, inflight: map[string]int{},
+		queue: classq.New[*waiter](classq.DefaultWeights)}
 }
 
 // liveLocked reads the Catalog's healthy instances and tells gone about
@@ -124,26 +129,24 @@ func (p *pool) pickLocked(eps []cluster.Endpoint) (cluster.Endpoint, bool) {
 	return ep, true
 }
 
-// handOffLocked gives free slots to the waiters, oldest first.
+// handOffLocked gives free slots to the waiters, in the queue's order.
 func (p *pool) handOffLocked(eps []cluster.Endpoint) {
-	for len(p.queue) > 0 {
+	for p.queue.Total() > 0 {
 		ep, ok := p.pickLocked(eps)
 		if !ok {
 			return
 		}
-		w := p.queue[0]
-		p.queue[0] = nil
-		p.queue = p.queue[1:]
-		w.ready <- ep
+		e, _ := p.queue.Pop()
+		e.Value.ready <- ep
 	}
 }
 
 // acquire picks the least busy healthy instance with a free slot, waiting
-// in the bounded FIFO queue while all are full. With no healthy instance
+// in the bounded FIFO queue of the step's class while all are full. With no healthy instance
 // at all the step waits too when a scaler will start one (wait), and is
 // refused at once otherwise. onWait is told the UFOP's name when the step
 // queues.
-func (p *pool) acquire(ctx context.Context, name string, queueSize int, wait bool, onWait func(string)) (cluster.Endpoint, func(), error) {
+func (p *pool) acquire(ctx context.Context, name string, bounds classq.Bounds, wait bool, onWait func(string)) (cluster.Endpoint, func(), error) {
 	release := func(ep cluster.Endpoint) func() { return func() { p.release(ep) } }
 	// The Catalog is read under the pool's lock: an orchestrator draining
 	// an instance takes it out of the Catalog, then asks InFlight (same
@@ -151,7 +154,7 @@ func (p *pool) acquire(ctx context.Context, name string, queueSize int, wait boo
 	// picks the leaving instance.
 	p.mu.Lock()
 	eps := p.liveLocked()
-	if len(p.queue) == 0 {
+	if p.queue.Total() == 0 {
 		if ep, ok := p.pickLocked(eps); ok {
 			p.mu.Unlock()
 			return ep, release(ep), nil
@@ -166,14 +169,15 @@ func (p *pool) acquire(ctx context.Context, name string, queueSize int, wait boo
 				"ufop %q has no healthy instance (start some with `qufop resize %s -n N`, or give it a scale policy)", name, name)
 		}
 	}
-	if len(p.queue) >= queueSize {
+	class := tenant.From(ctx).Class
+	w := &waiter{ready: make(chan cluster.Endpoint, 1)}
+	e, ok := p.queue.Push(class, w, bounds.Of(class))
+	if !ok {
 		p.rejectedFull++
 		p.mu.Unlock()
 		return cluster.Endpoint{}, nil, errs.New(http.StatusServiceUnavailable,
-			"ufop %q is busy: its queue is full (%d steps waiting), retry later", name, queueSize)
+			"ufop %q is busy: its %s queue is full (%d steps waiting), retry later", name, class, bounds.Of(class))
 	}
-	w := &waiter{ready: make(chan cluster.Endpoint, 1)}
-	p.queue = append(p.queue, w)
 	p.mu.Unlock()
 	if onWait != nil {
 		onWait(name)
@@ -192,12 +196,7 @@ func (p *pool) acquire(ctx context.Context, name string, queueSize int, wait boo
 			p.mu.Unlock()
 		case <-ctx.Done():
 			p.mu.Lock()
-			for i, q := range p.queue {
-				if q == w {
-					p.queue = append(p.queue[:i], p.queue[i+1:]...)
-					break
-				}
-			}
+			p.queue.Remove(e) // false: handed a slot already (below)
 			p.mu.Unlock()
 			select {
 			case ep := <-w.ready: // given a slot as the context ended: give it back
@@ -227,10 +226,13 @@ func (p *pool) release(ep cluster.Endpoint) {
 
 // Stats are one UFOP's figures at one moment, as this gateway sees them.
 type Stats struct {
-	Pending  int // steps waiting for an instance
-	InFlight int // steps running at its instances
-	Capacity int // sum of concurrency over the healthy instances
-	Healthy  int // healthy instances
+	Pending int // steps waiting for an instance, all classes
+	// PendingPaid is the part of Pending of the paid class (the rest is
+	// free).
+	PendingPaid int
+	InFlight    int // steps running at its instances
+	Capacity    int // sum of concurrency over the healthy instances
+	Healthy     int // healthy instances
 	// NoInstanceWaiting is Pending while there is no healthy instance at
 	// all (the demand that must start the first one).
 	NoInstanceWaiting int
@@ -245,7 +247,7 @@ func (p *pool) stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := Stats{
-		Pending: len(p.queue), Healthy: len(eps),
+		Pending: p.queue.Total(), PendingPaid: p.queue.Len(tenant.Paid), Healthy: len(eps),
 		NoInstance: p.noInstance, RejectedFull: p.rejectedFull, RejectedNoInst: p.rejectedNoInst,
 	}
 	for _, n := range p.inflight {
@@ -255,7 +257,7 @@ func (p *pool) stats() Stats {
 		st.Capacity += p.capacityLocked(ep)
 	}
 	if len(eps) == 0 {
-		st.NoInstanceWaiting = len(p.queue)
+		st.NoInstanceWaiting = p.queue.Total()
 	}
 	return st
 }
@@ -275,7 +277,7 @@ func (d *Dispatcher) Waiting(name string) int {
 	p := d.pool(name)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.queue)
+	return p.queue.Total()
 }
 
 // InFlight implements cluster.Load: the steps in flight at each instance

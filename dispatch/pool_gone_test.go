@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/qufop/qufop/classq"
 	"github.com/qufop/qufop/cluster"
 	"github.com/qufop/qufop/ufop"
 )
@@ -47,7 +48,7 @@ func ep(id string) cluster.Endpoint {
 
 func oneStep(t *testing.T, p *pool) cluster.Endpoint {
 	t.Helper()
-	e, release, err := p.acquire(context.Background(), "q", 10, false, nil)
+	e, release, err := p.acquire(context.Background(), "q", classq.Uniform(10), false, nil)
 	require.NoError(t, err)
 	release()
 	return e
@@ -82,7 +83,7 @@ func TestPoolForgetsInstancesThatLeave(t *testing.T) {
 
 	// None left at all.
 	f.set()
-	_, _, err := p.acquire(context.Background(), "q", 10, false, nil)
+	_, _, err := p.acquire(context.Background(), "q", classq.Uniform(10), false, nil)
 	require.Error(t, err)
 	assert.Equal(t, [][]string{{a.Addr}}, g.take())
 }
@@ -95,9 +96,9 @@ func TestPoolForgetsDrainedInstanceAfterItsLastStep(t *testing.T) {
 	p, f := newTestPool(1, a, b)
 	g := &goneRecorder{}
 	p.gone = g.hook
-	e1, rel1, err := p.acquire(context.Background(), "q", 10, false, nil)
+	e1, rel1, err := p.acquire(context.Background(), "q", classq.Uniform(10), false, nil)
 	require.NoError(t, err)
-	e2, rel2, err := p.acquire(context.Background(), "q", 10, false, nil)
+	e2, rel2, err := p.acquire(context.Background(), "q", classq.Uniform(10), false, nil)
 	require.NoError(t, err)
 	require.ElementsMatch(t, []cluster.Endpoint{a, b}, []cluster.Endpoint{e1, e2})
 	relOf := map[string]func(){e1.ID: rel1, e2.ID: rel2}
@@ -139,7 +140,7 @@ func TestPoolClosesIdleConnsOfGoneInstances(t *testing.T) {
 	p, f := newTestPool(1, insts[0].ep, insts[1].ep)
 	var c ufop.Caller
 	for range 2 {
-		e, release, err := p.acquire(context.Background(), "q", 10, false, nil)
+		e, release, err := p.acquire(context.Background(), "q", classq.Uniform(10), false, nil)
 		require.NoError(t, err)
 		_, err = c.Call(context.Background(), e.Addr, ufop.ProtocolHandler, "q/x", ufop.Input{Data: []byte("x")})
 		require.NoError(t, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/qufop/qufop/classq"
 	"github.com/qufop/qufop/cluster"
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/ufop"
@@ -64,7 +65,7 @@ type acquired struct {
 func acquireAsync(p *pool, ctx context.Context, queue int, wait bool) chan acquired {
 	ch := make(chan acquired, 1)
 	go func() {
-		ep, rel, err := p.acquire(ctx, "q", queue, wait, nil)
+		ep, rel, err := p.acquire(ctx, "q", classq.Uniform(queue), wait, nil)
 		ch <- acquired{ep, rel, err}
 	}()
 	return ch
@@ -76,7 +77,7 @@ func TestQueueIsFIFO(t *testing.T) {
 	ep := cluster.Endpoint{ID: "a", Addr: "a:1", Version: 1}
 	p, _ := newTestPool(1, ep)
 	ctx := context.Background()
-	_, relA, err := p.acquire(ctx, "q", 8, false, nil)
+	_, relA, err := p.acquire(ctx, "q", classq.Uniform(8), false, nil)
 	require.NoError(t, err)
 
 	var waiters []chan acquired
@@ -116,11 +117,11 @@ func TestQueueFullAndNoInstanceAreDistinct(t *testing.T) {
 	ctx := context.Background()
 
 	p, _ := newTestPool(1, ep)
-	_, rel, err := p.acquire(ctx, "q", 1, false, nil)
+	_, rel, err := p.acquire(ctx, "q", classq.Uniform(1), false, nil)
 	require.NoError(t, err)
 	w := acquireAsync(p, ctx, 1, false)
 	eventually(t, "queued", func() bool { return p.stats().Pending == 1 })
-	_, _, err = p.acquire(ctx, "q", 1, false, nil)
+	_, _, err = p.acquire(ctx, "q", classq.Uniform(1), false, nil)
 	require.Error(t, err)
 	assert.Equal(t, http.StatusServiceUnavailable, errs.Status(err))
 	assert.Contains(t, err.Error(), "queue is full")
@@ -128,7 +129,7 @@ func TestQueueFullAndNoInstanceAreDistinct(t *testing.T) {
 	(<-w).release()
 
 	empty, _ := newTestPool(1)
-	_, _, err = empty.acquire(ctx, "q", 1, false, nil)
+	_, _, err = empty.acquire(ctx, "q", classq.Uniform(1), false, nil)
 	require.Error(t, err)
 	assert.Equal(t, http.StatusServiceUnavailable, errs.Status(err))
 	assert.Contains(t, err.Error(), "no healthy instance")
@@ -148,7 +149,7 @@ func TestNoInstanceWaitsForTheScaler(t *testing.T) {
 	var mu sync.Mutex
 	ch := make(chan acquired, 1)
 	go func() {
-		ep, rel, err := p.acquire(context.Background(), "q", 8, true, func(n string) {
+		ep, rel, err := p.acquire(context.Background(), "q", classq.Uniform(8), true, func(n string) {
 			mu.Lock()
 			woke = append(woke, n)
 			mu.Unlock()
@@ -177,7 +178,7 @@ func TestWaiterDeadline(t *testing.T) {
 	p, _ := newTestPool(1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
-	_, _, err := p.acquire(ctx, "q", 8, true, nil)
+	_, _, err := p.acquire(ctx, "q", classq.Uniform(8), true, nil)
 	require.Error(t, err)
 	assert.Equal(t, http.StatusGatewayTimeout, errs.Status(err))
 	assert.True(t, errors.Is(err, context.DeadlineExceeded))
@@ -185,7 +186,7 @@ func TestWaiterDeadline(t *testing.T) {
 
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	cancel2()
-	_, _, err = p.acquire(ctx2, "q", 8, true, nil)
+	_, _, err = p.acquire(ctx2, "q", classq.Uniform(8), true, nil)
 	assert.Equal(t, 499, errs.Status(err))
 }
 
@@ -199,7 +200,7 @@ func TestCollector(t *testing.T) {
 	p.setRecord(rec("q", ufop.Public, ufop.ProtocolHandler, 2))
 	var rels []func()
 	for range 4 {
-		_, rel, err := p.acquire(context.Background(), "q", 8, false, nil)
+		_, rel, err := p.acquire(context.Background(), "q", classq.Uniform(8), false, nil)
 		require.NoError(t, err)
 		rels = append(rels, rel)
 	}
