@@ -34,18 +34,10 @@ func (s *Server) mountBuckets(v1 *gin.RouterGroup) {
 	if b == nil {
 		return
 	}
-	g := v1.Group("/buckets", b.adminOnly)
+	g := v1.Group("/buckets", adminOnly(b.admin, "buckets"))
 	g.POST("", s.addBucket)
 	g.GET("", s.listBuckets)
 	g.DELETE("/:bucket", s.deleteBucket)
-}
-
-func (b *bucketsAPI) adminOnly(c *gin.Context) {
-	if b.admin == "" || c.GetString(ctxUser) != b.admin {
-		fail(c, errs.New(http.StatusForbidden, "only the admin manages buckets"))
-		return
-	}
-	c.Next()
 }
 
 func (s *Server) addBucket(c *gin.Context) {

@@ -25,7 +25,7 @@ func (s *Server) mountUsers(v1 *gin.RouterGroup) {
 	if s.accounts == nil {
 		return
 	}
-	g := v1.Group("", s.adminOnly)
+	g := v1.Group("", adminOnly(s.admin, "users and classes"))
 	g.POST("/users", s.addUser)
 	g.GET("/users", s.listUsers)
 	g.DELETE("/users/:user", s.deleteUser)
@@ -34,12 +34,16 @@ func (s *Server) mountUsers(v1 *gin.RouterGroup) {
 	g.PUT("/classes/:class/limits", s.setClassLimits)
 }
 
-func (s *Server) adminOnly(c *gin.Context) {
-	if s.admin == "" || c.GetString(ctxUser) != s.admin {
-		fail(c, errs.New(http.StatusForbidden, "only the admin manages users and classes"))
-		return
+// adminOnly lets only admin (none if "") through to routes that manage
+// what, for the 403's message.
+func adminOnly(admin, what string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if admin == "" || c.GetString(ctxUser) != admin {
+			fail(c, errs.New(http.StatusForbidden, "only the admin manages %s", what))
+			return
+		}
+		c.Next()
 	}
-	c.Next()
 }
 
 func (s *Server) addUser(c *gin.Context) {
