@@ -126,12 +126,23 @@ func (q *Queue[T]) Remove(e *Entry[T]) bool {
 // is. A class keeps the turn for its weight in hand-offs, then passes it
 // on; a class with nobody waiting is skipped (and loses the rest of its
 // turn, so the turn can come back to it only after the others had theirs).
-func (q *Queue[T]) Pop() (*Entry[T], bool) {
-	if q.total == 0 {
+func (q *Queue[T]) Pop() (*Entry[T], bool) { return q.PopIf(nil) }
+
+// PopIf is Pop among the classes for which ok is true (nil: all): a class
+// that may not be served now (a pool that keeps its last workers for paid
+// work) is skipped as if nobody of it waited.
+func (q *Queue[T]) PopIf(ok func(tenant.Class) bool) (*Entry[T], bool) {
+	n := 0
+	for i := range q.fifos {
+		if ok == nil || ok(classes[i]) {
+			n += q.fifos[i].Len()
+		}
+	}
+	if n == 0 {
 		return nil, false
 	}
 	for {
-		if f := &q.fifos[q.cur]; q.credit > 0 && f.Len() > 0 {
+		if f := &q.fifos[q.cur]; q.credit > 0 && f.Len() > 0 && (ok == nil || ok(classes[q.cur])) {
 			e := f.Remove(f.Front()).(*Entry[T])
 			e.queued, e.el = false, nil
 			q.credit--

@@ -208,3 +208,44 @@ func TestLensAndValidate(t *testing.T) {
 	assert.Equal(t, 7, Bounds{Paid: 7, Free: 3}.Of(tenant.Paid))
 	assert.Equal(t, 3, Bounds{Paid: 7, Free: 3}.Of(""))
 }
+
+// PopIf serves only the classes it is allowed, in their usual order, and
+// leaves the others' waiters and the round where they were.
+func TestPopIf(t *testing.T) {
+	q := New[string](Weights{})
+	for _, v := range []string{"f1", "f2"} {
+		q.Push(tenant.Free, v, 10)
+	}
+	for _, v := range []string{"p1", "p2"} {
+		q.Push(tenant.Paid, v, 10)
+	}
+	paidOnly := func(c tenant.Class) bool { return c == tenant.Paid }
+	noneOK := func(tenant.Class) bool { return false }
+
+	_, ok := q.PopIf(noneOK)
+	assert.False(t, ok, "nobody may be served")
+	var got []string
+	for {
+		e, ok := q.PopIf(paidOnly)
+		if !ok {
+			break
+		}
+		got = append(got, e.Value)
+	}
+	assert.Equal(t, []string{"p1", "p2"}, got)
+	assert.Equal(t, 2, q.Total())
+	_, ok = q.PopIf(paidOnly)
+	assert.False(t, ok, "free waiters are not served by a paid-only pop")
+	q.Push(tenant.Paid, "p3", 10)
+	got = nil
+	for {
+		e, ok := q.PopIf(nil)
+		if !ok {
+			break
+		}
+		got = append(got, e.Value)
+	}
+	// Paid had two of its four hand-offs: p3 goes before the free ones.
+	assert.Equal(t, []string{"p3", "f1", "f2"}, got)
+	assert.Equal(t, 0, q.Total())
+}

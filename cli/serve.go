@@ -34,6 +34,7 @@ func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
 	fs.IntVar(&gw.QueueSize, "queue", gw.QueueSize, "steps of each class (paid, free) that may wait for a worker before new ones get 503")
 	fs.IntVar(&gw.QueueSizePaid, "queue-paid", gw.QueueSizePaid, "steps of paid users that may wait for a worker (0: as --queue)")
 	fs.IntVar(&gw.QueueSizeFree, "queue-free", gw.QueueSizeFree, "steps of free users that may wait for a worker (0: as --queue)")
+	fs.IntVar(&gw.PaidReserve, "paid-reserve", gw.PaidReserve, "workers kept for paid users' steps while paid work is about (a paid step in the last 10 s), at most --workers minus 1 (the default is a quarter of the cores, at least 1 from 2 cores on)")
 	fs.DurationVar(&gw.RequestTimeout, "timeout", gw.RequestTimeout, "deadline of one processing request (504 past it)")
 	fs.Int64Var(&gw.MaxSourceBytes, "max-source-bytes", gw.MaxSourceBytes, "largest stored object a processing request reads")
 	fs.IntVar(&gw.MaxConns, "max-conns", gw.MaxConns, "connections open at once on this gateway; more get 503 (0: no limit)")

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qufop/qufop/classq"
 	"github.com/qufop/qufop/errs"
@@ -22,13 +25,31 @@ import (
 // straight to the next waiter chosen by classq's weighted round robin
 // (paid before free, free never starved). With no tenant on the context
 // everything is free: one FIFO, as before classes.
+//
+// While paid work is about (a paid step asked for a worker within the last
+// reserve window), the last Reserve workers are kept for it: free work
+// runs on the others, so a paid step never waits behind a pool full of
+// free ones. A node without paid users lends every worker to free work.
 type Pool struct {
-	mu     sync.Mutex
-	queue  *classq.Queue[chan struct{}] // a waiter's channel receives its worker
-	bounds classq.Bounds
-	busy   int // workers taken: running fn, or handed to a waiter about to
-	size   int
+	mu       sync.Mutex
+	queue    *classq.Queue[chan struct{}] // a waiter's channel receives its worker
+	bounds   classq.Bounds
+	busy     int // workers taken: running fn, or handed to a waiter about to
+	busyFree int // of which by work other than paid
+	size     int
+
+	reserve  int           // workers kept for paid work while it is about
+	window   time.Duration // how long a paid step keeps the reserve up
+	lastPaid time.Time     // when a paid step last asked for a worker
+	now      func() time.Time
+
+	full *prometheus.CounterVec // steps refused for a full queue, by class (nil: not counted)
 }
+
+// DefaultReserveWindow is how long the paid reserve holds after a paid step
+// asked for a worker: long enough to span the gaps of a steady paid user,
+// short enough that free work gets the whole pool back soon after.
+const DefaultReserveWindow = 10 * time.Second
 
 // errQueueFull is the 503 of a class whose queue has no room.
 func errQueueFull(c tenant.Class, bound int) error {
@@ -38,11 +59,43 @@ func errQueueFull(c tenant.Class, bound int) error {
 // NewPool returns a pool of workers with a wait queue per class of the
 // given bounds, served with the weights w (zero: classq.DefaultWeights).
 func NewPool(workers int, bounds classq.Bounds, w classq.Weights, m *metrics) *Pool {
-	p := &Pool{queue: classq.New[chan struct{}](w), bounds: bounds, size: workers}
+	p := &Pool{queue: classq.New[chan struct{}](w), bounds: bounds, size: workers, now: time.Now}
 	if m != nil {
 		m.poolGauges(p)
 	}
 	return p
+}
+
+// ReservePaid keeps n of the workers (at most all but one: free work always
+// has a worker) for paid steps while a paid step asked for one within
+// window (zero: DefaultReserveWindow). It is set before the pool is used.
+func (p *Pool) ReservePaid(n int, window time.Duration) *Pool {
+	if window <= 0 {
+		window = DefaultReserveWindow
+	}
+	p.reserve, p.window = min(max(n, 0), p.size-1), window
+	return p
+}
+
+// freeCap is how many workers work other than paid may hold now. p.mu is held.
+func (p *Pool) freeCap() int {
+	if p.reserve > 0 && !p.lastPaid.IsZero() && p.now().Sub(p.lastPaid) < p.window {
+		return p.size - p.reserve
+	}
+	return p.size
+}
+
+// may reports whether a step of class c may take a free worker now. p.mu is held.
+func (p *Pool) may(c tenant.Class) bool {
+	return p.busy < p.size && (c == tenant.Paid || p.busyFree < p.freeCap())
+}
+
+// take gives a worker to a step of class c. p.mu is held.
+func (p *Pool) take(c tenant.Class) {
+	p.busy++
+	if c != tenant.Paid {
+		p.busyFree++
+	}
 }
 
 // Run runs fn on a worker. It returns a 503 when the queue of the request's
@@ -51,12 +104,16 @@ func NewPool(workers int, bounds classq.Bounds, w classq.Weights, m *metrics) *P
 // libvips call cannot be interrupted), so the pool never runs more than its
 // size at once.
 func (p *Pool) Run(ctx context.Context, fn func() error) error {
-	if err := p.acquire(ctx); err != nil {
+	class := tenant.From(ctx).Class
+	if class != tenant.Paid {
+		class = tenant.Free
+	}
+	if err := p.acquire(ctx, class); err != nil {
 		return err
 	}
 	done := make(chan error, 1)
 	go func() {
-		defer p.release()
+		defer p.release(class)
 		done <- fn()
 	}()
 	select {
@@ -67,22 +124,29 @@ func (p *Pool) Run(ctx context.Context, fn func() error) error {
 	}
 }
 
-// acquire takes a worker, waiting in the class's queue while none is free.
-func (p *Pool) acquire(ctx context.Context) error {
+// acquire takes a worker for a step of class c, waiting in the class's
+// queue while none it may have is free.
+func (p *Pool) acquire(ctx context.Context, c tenant.Class) error {
 	p.mu.Lock()
-	// A free worker with nobody waiting: take it. (While anybody waits no
-	// worker is free: release hands it over instead.)
-	if p.busy < p.size && p.queue.Total() == 0 {
-		p.busy++
+	if c == tenant.Paid {
+		p.lastPaid = p.now()
+	}
+	// A worker this class may have with nobody of the class waiting: take
+	// it. (While a class waits no worker is free for it: release hands it
+	// over instead.)
+	if p.may(c) && p.queue.Len(c) == 0 {
+		p.take(c)
 		p.mu.Unlock()
 		return nil
 	}
-	class := tenant.From(ctx).Class
 	ready := make(chan struct{}, 1)
-	e, ok := p.queue.Push(class, ready, p.bounds.Of(class))
+	e, ok := p.queue.Push(c, ready, p.bounds.Of(c))
 	p.mu.Unlock()
 	if !ok {
-		return errQueueFull(class, p.bounds.Of(class))
+		if p.full != nil {
+			p.full.WithLabelValues(string(c)).Inc()
+		}
+		return errQueueFull(c, p.bounds.Of(c))
 	}
 	select {
 	case <-ready:
@@ -93,21 +157,31 @@ func (p *Pool) acquire(ctx context.Context) error {
 		p.mu.Unlock()
 		if !removed {
 			// Handed a worker as the context ended: pass it on.
-			p.release()
+			p.release(c)
 		}
 		return contextError(ctx)
 	}
 }
 
-// release gives the worker to the next waiter, or frees it.
-func (p *Pool) release() {
+// release gives back a worker held by a step of class c and hands free
+// workers to the waiters that may have them, in the queue's order.
+func (p *Pool) release(c tenant.Class) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if e, ok := p.queue.Pop(); ok {
-		e.Value <- struct{}{}
-		return
-	}
 	p.busy--
+	if c != tenant.Paid {
+		p.busyFree--
+	}
+	// Usually one hand-off; more when the reserve has just lapsed and free
+	// waiters may now have the workers it kept.
+	for p.busy < p.size {
+		e, ok := p.queue.PopIf(p.may)
+		if !ok {
+			return
+		}
+		p.take(e.Class)
+		e.Value <- struct{}{}
+	}
 }
 
 // Waiting is the number of requests in the queue, all classes.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -271,4 +272,140 @@ qufop_gateway_workers_busy 1
 	}
 	close(cur.release)
 	<-cur.done
+}
+
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// While paid work is about, free work gets all workers but the reserve:
+// a paid step starts at once beside queued free ones. Once no paid step
+// came for the window, free work has the whole pool again, and the
+// workers the reserve kept go to the free waiters at the next release.
+func TestPoolPaidReserve(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	p := NewPool(3, classq.Uniform(8), classq.Weights{}, nil).ReservePaid(2, 10*time.Second)
+	p.now = clock.now
+	started := make(chan *job, 8)
+	ctx := context.Background()
+	finish := func(j *job) {
+		t.Helper()
+		close(j.release)
+		require.NoError(t, <-j.done)
+	}
+
+	// No paid step yet: free work has every worker.
+	var free []*job
+	for i := range 3 {
+		free = append(free, runJob(ctx, p, fmt.Sprint("f", i), tenant.Free, started))
+		<-started
+	}
+	assert.Equal(t, 3, p.Busy())
+	for _, j := range free {
+		finish(j)
+	}
+
+	// A paid step raises the reserve: of three workers, free work gets one.
+	p1 := runJob(ctx, p, "p1", tenant.Paid, started)
+	require.Same(t, p1, <-started)
+	finish(p1)
+	f1 := runJob(ctx, p, "f1", tenant.Free, started)
+	require.Same(t, f1, <-started)
+	f2 := runJob(ctx, p, "f2", tenant.Free, started)
+	waitUntil(t, "f2 queued", func() bool { return p.WaitingClass(tenant.Free) == 1 })
+	f3 := runJob(ctx, p, "f3", "", started) // no tenant: free
+	waitUntil(t, "f3 queued", func() bool { return p.WaitingClass(tenant.Free) == 2 })
+	assert.Equal(t, 1, p.Busy(), "two workers stay free for paid work")
+
+	// A paid step does not wait behind them.
+	p2 := runJob(ctx, p, "p2", tenant.Paid, started)
+	require.Same(t, p2, <-started)
+	assert.Equal(t, 2, p.Busy())
+	assert.Equal(t, 2, p.Waiting())
+	finish(p2)
+
+	// Within the window the reserve holds: f1's worker goes to f2 only.
+	clock.add(9 * time.Second)
+	finish(f1)
+	require.Same(t, f2, <-started)
+	assert.Equal(t, 1, p.Busy())
+	assert.Equal(t, 1, p.Waiting())
+
+	// Past it, the next release hands out every worker the free waiters can
+	// have: f2's to f3, and no worker is kept idle.
+	clock.add(2 * time.Second)
+	f4 := runJob(ctx, p, "f4", tenant.Free, started)
+	waitUntil(t, "f4 queued", func() bool { return p.WaitingClass(tenant.Free) == 2 })
+	finish(f2)
+	got := map[*job]bool{<-started: true, <-started: true}
+	assert.Equal(t, map[*job]bool{f3: true, f4: true}, got)
+	assert.Equal(t, 2, p.Busy())
+	assert.Equal(t, 0, p.Waiting())
+	finish(f3)
+	finish(f4)
+	assert.Equal(t, 0, p.Busy())
+}
+
+// A single worker is never kept from free work, and a reserve of 0 keeps
+// none.
+func TestPoolPaidReserveBounds(t *testing.T) {
+	for _, tc := range []struct{ workers, reserve, freeAtOnce int }{
+		{1, 1, 1},
+		{2, 0, 2},
+		{2, 5, 1},
+		{4, 1, 3},
+	} {
+		t.Run(fmt.Sprintf("%d workers reserve %d", tc.workers, tc.reserve), func(t *testing.T) {
+			p := NewPool(tc.workers, classq.Uniform(8), classq.Weights{}, nil).ReservePaid(tc.reserve, time.Hour)
+			started := make(chan *job, 8)
+			ctx := context.Background()
+			paid := runJob(ctx, p, "p", tenant.Paid, started)
+			<-started
+			close(paid.release)
+			require.NoError(t, <-paid.done)
+			var jobs []*job
+			for i := range tc.workers {
+				jobs = append(jobs, runJob(ctx, p, fmt.Sprint("f", i), tenant.Free, started))
+			}
+			waitUntil(t, "all placed", func() bool { return p.Busy()+p.Waiting() == tc.workers })
+			assert.Equal(t, tc.freeAtOnce, p.Busy())
+			for range jobs {
+				j := <-started
+				close(j.release)
+				require.NoError(t, <-j.done)
+			}
+		})
+	}
+}
+
+// Refusals for a full queue are counted by class.
+func TestPoolQueueRefusedMetric(t *testing.T) {
+	m := newMetrics()
+	p := NewPool(1, classq.Bounds{Paid: 0, Free: 0}, classq.Weights{}, m)
+	started := make(chan *job, 1)
+	ctx := context.Background()
+	first := runJob(ctx, p, "first", tenant.Paid, started)
+	<-started
+	for _, c := range []tenant.Class{tenant.Free, "", tenant.Paid} {
+		err := p.Run(tenant.With(ctx, tenant.Tenant{Class: c}), func() error { return nil })
+		require.Equal(t, http.StatusServiceUnavailable, errs.Status(err))
+	}
+	close(first.release)
+	require.NoError(t, <-first.done)
+	want := `
+# HELP qufop_gateway_queue_refused_total Built-in steps refused with 503 because their class's queue was full, by class.
+# TYPE qufop_gateway_queue_refused_total counter
+qufop_gateway_queue_refused_total{class="free"} 2
+qufop_gateway_queue_refused_total{class="paid"} 1
+`
+	require.NoError(t, testutil.GatherAndCompare(m.reg, strings.NewReader(want), "qufop_gateway_queue_refused_total"))
 }

@@ -25,6 +25,12 @@ type Config struct {
 	// QueueWeights is how a freed worker is shared between the classes
 	// that wait (zero: classq.DefaultWeights, paid:free = 4:1).
 	QueueWeights classq.Weights
+	// PaidReserve is how many workers are kept for paid steps while paid
+	// work is about (a paid step within the last 10 s; see Pool): free
+	// work runs on the rest, so a paid step does not wait behind a pool
+	// full of free ones. At most Workers-1 is used (free work always has
+	// a worker); 0 lends every worker to whoever comes first in the queue.
+	PaidReserve int
 	// RequestTimeout bounds a whole processing request (504 past it).
 	RequestTimeout time.Duration
 	// MaxSourceBytes caps the stored object a processing request reads into
@@ -59,6 +65,7 @@ func NewDefaultConfig() Config {
 		Listen:          "127.0.0.1:8080",
 		Workers:         n,
 		QueueSize:       4 * n,
+		PaidReserve:     paidReserve(n),
 		RequestTimeout:  30 * time.Second,
 		MaxSourceBytes:  20 << 20,
 		ShutdownTimeout: 20 * time.Second,
@@ -68,6 +75,15 @@ func NewDefaultConfig() Config {
 		HeaderTimeout:   10 * time.Second,
 		IdleTimeout:     60 * time.Second,
 	}
+}
+
+// paidReserve is the default reserve of n workers: a quarter, and one
+// from two workers on (a single worker cannot be kept from free work).
+func paidReserve(n int) int {
+	if n < 2 {
+		return 0
+	}
+	return max(1, n/4)
 }
 
 // Validate reports every bad field at once.
@@ -81,6 +97,9 @@ func (c Config) Validate() error {
 	}
 	if c.QueueSize < 0 || c.QueueSizeFree < 0 || c.QueueSizePaid < 0 {
 		es = append(es, fmt.Errorf("queue sizes must not be negative, got %d (free %d, paid %d)", c.QueueSize, c.QueueSizeFree, c.QueueSizePaid))
+	}
+	if c.PaidReserve < 0 {
+		es = append(es, fmt.Errorf("paid reserve must not be negative, got %d", c.PaidReserve))
 	}
 	if c.QueueWeights != (classq.Weights{}) {
 		if err := c.QueueWeights.Validate(); err != nil {

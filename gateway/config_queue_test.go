@@ -38,3 +38,14 @@ func TestConfigQueueClasses(t *testing.T) {
 		})
 	}
 }
+
+// The default paid reserve is a quarter of the workers, one from two on;
+// a negative one is refused.
+func TestConfigPaidReserve(t *testing.T) {
+	for n, want := range map[int]int{1: 0, 2: 1, 3: 1, 4: 1, 8: 2, 16: 4} {
+		assert.Equal(t, want, paidReserve(n), "%d workers", n)
+	}
+	c := NewDefaultConfig()
+	c.PaidReserve = -1
+	assert.ErrorContains(t, c.Validate(), "paid reserve must not be negative, got -1")
+}

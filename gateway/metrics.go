@@ -91,6 +91,14 @@ func (m *metrics) poolGauges(p *Pool) {
 			ConstLabels: prometheus.Labels{"class": string(c)},
 		}, func() float64 { return float64(p.WaitingClass(c)) }))
 	}
+	p.full = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "queue_refused_total",
+		Help: "Built-in steps refused with 503 because their class's queue was full, by class.",
+	}, []string{"class"})
+	for _, c := range tenant.Classes {
+		p.full.WithLabelValues(string(c))
+	}
+	m.reg.MustRegister(p.full)
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Name: "workers_busy", Help: "Workers running a built-in step.",

@@ -109,7 +109,7 @@ func New(cfg Config, buckets storage.Buckets, cmds fop.Registry, log *slog.Logge
 		cfg:     cfg,
 		buckets: buckets,
 		cmds:    cmds,
-		pool:    NewPool(cfg.Workers, cfg.QueueBounds(), cfg.QueueWeights, m),
+		pool:    NewPool(cfg.Workers, cfg.QueueBounds(), cfg.QueueWeights, m).ReservePaid(cfg.PaidReserve, 0),
 		conns:   newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		m:       m,
 		log:     log,
