@@ -138,6 +138,15 @@ func TestUserVerbs(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, auth.Credentials{AccessKey: nk["access_key"], SecretKey: nk["secret_key"]}, u.Keys[0])
 
+	// A user who owns a bucket is kept until the bucket goes.
+	_, _, err = runCLI(t, "bucket", "add", "carol-photos", "--dir", t.TempDir(), "--owner", "carol", "--private")
+	require.NoError(t, err)
+	_, _, err = runCLI(t, "user", "rm", "carol")
+	assert.EqualError(t, err, `user "carol" owns buckets carol-photos: remove them first (qufop bucket rm NAME)`)
+	_, err = srv.Users.Get(t.Context(), "carol")
+	require.NoError(t, err, "carol is still there")
+	_, _, err = runCLI(t, "bucket", "rm", "carol-photos")
+	require.NoError(t, err)
 	out, _, err = runCLI(t, "user", "rm", "carol")
 	require.NoError(t, err)
 	assert.Equal(t, "User carol removed.\n", out)

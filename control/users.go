@@ -87,9 +87,9 @@ func limitsView(l tenant.Limits) api.Limits {
 	return api.Limits{RPS: l.RPS, Burst: l.Burst, Commands: l.Commands}
 }
 
-// deleteUser removes a user and its keys. A user who still owns UFOPs is
-// refused (409, naming them): their records, images and instances would
-// be left with an owner nobody can sign as.
+// deleteUser removes a user and its keys. A user who still owns UFOPs or
+// buckets is refused (409, naming them): their records, images and
+// instances would be left with an owner nobody can sign as.
 func (s *Server) deleteUser(c *gin.Context) {
 	name := c.Param("user")
 	if name == s.admin {
@@ -115,6 +115,25 @@ func (s *Server) deleteUser(c *gin.Context) {
 	if len(owned) > 0 {
 		fail(c, errs.New(http.StatusConflict, "user %q owns ufops %s: unreg them first", name, strings.Join(owned, ", ")))
 		return
+	}
+	// Nor buckets: their requests' tenant would be nobody, and a private
+	// one would take tokens signed with keys that no longer exist.
+	if s.buckets != nil {
+		bs, err := s.buckets.keeper.List(ctx)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		owned = owned[:0]
+		for _, b := range bs {
+			if b.Owner == name {
+				owned = append(owned, b.Name)
+			}
+		}
+		if len(owned) > 0 {
+			fail(c, errs.New(http.StatusConflict, "user %q owns buckets %s: remove them first (qufop bucket rm NAME)", name, strings.Join(owned, ", ")))
+			return
+		}
 	}
 	if err := s.accounts.Delete(ctx, name); err != nil {
 		fail(c, err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/qufop/qufop/auth"
 	"github.com/qufop/qufop/tenant"
@@ -30,7 +31,9 @@ const (
 // each would cost a KV read. Answers that nobody is known (an unknown key,
 // a user not in the store) are kept as well, so that made-up keys cost one
 // read per TTL each, and the LRU bound keeps their number in check. A
-// failed read is not kept: the next call reads again.
+// failed read is not kept: the next call reads again. Concurrent misses of
+// one entry make one read (a flood would otherwise send a burst of reads
+// each time an entry expires).
 type Cache struct {
 	store  *Store
 	static auth.Lookup
@@ -40,6 +43,7 @@ type Cache struct {
 	keys    *lru.Cache[string, keyEntry]
 	users   *lru.Cache[string, userEntry]
 	classes *lru.Cache[tenant.Class, classEntry]
+	reads   singleflight.Group // by "k/"+access key, "u/"+user, "c/"+class
 }
 
 type keyEntry struct {
@@ -87,20 +91,29 @@ func (c *Cache) Lookup(ak string) (string, string, bool) {
 	if e, ok := c.keys.Get(ak); ok && c.fresh(e.at) {
 		return e.sk, e.user, e.ok
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
-	defer cancel()
-	at := c.now()
-	u, creds, err := c.store.ByAccessKey(ctx, ak)
-	switch {
-	case errors.Is(err, ErrNoSuchUser):
-		c.keys.Add(ak, keyEntry{at: at})
+	v, err, _ := c.reads.Do("k/"+ak, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		defer cancel()
+		at := c.now()
+		u, creds, err := c.store.ByAccessKey(ctx, ak)
+		switch {
+		case errors.Is(err, ErrNoSuchUser):
+			e := keyEntry{at: at}
+			c.keys.Add(ak, e)
+			return e, nil
+		case err != nil:
+			return nil, err // refused, and read again next time
+		}
+		e := keyEntry{at: at, sk: creds.SecretKey, user: u.Name, ok: true}
+		c.keys.Add(ak, e)
+		c.users.Add(u.Name, userEntry{at: at, user: u})
+		return e, nil
+	})
+	if err != nil {
 		return "", "", false
-	case err != nil:
-		return "", "", false // refused, and read again next time
 	}
-	c.keys.Add(ak, keyEntry{at: at, sk: creds.SecretKey, user: u.Name, ok: true})
-	c.users.Add(u.Name, userEntry{at: at, user: u})
-	return creds.SecretKey, u.Name, true
+	e := v.(keyEntry)
+	return e.sk, e.user, e.ok
 }
 
 // user returns the stored user called name (nil if none; if the store
@@ -113,21 +126,24 @@ func (c *Cache) user(name string) *User {
 	if e, ok := c.users.Get(name); ok && c.fresh(e.at) {
 		return e.user
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
-	defer cancel()
-	at := c.now()
-	u, err := c.store.Get(ctx, name)
-	switch {
-	case errors.Is(err, ErrNoSuchUser):
-		c.users.Add(name, userEntry{at: at})
-		return nil
-	case err != nil:
-		// The last answer, however old, beats none while the KV is away.
-		e, _ := c.users.Peek(name)
-		return e.user
-	}
-	c.users.Add(name, userEntry{at: at, user: u})
-	return u
+	v, _, _ := c.reads.Do("u/"+name, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		defer cancel()
+		at := c.now()
+		u, err := c.store.Get(ctx, name)
+		switch {
+		case errors.Is(err, ErrNoSuchUser):
+			c.users.Add(name, userEntry{at: at})
+			return (*User)(nil), nil
+		case err != nil:
+			// The last answer, however old, beats none while the KV is away.
+			e, _ := c.users.Peek(name)
+			return e.user, nil
+		}
+		c.users.Add(name, userEntry{at: at, user: u})
+		return u, nil
+	})
+	return v.(*User)
 }
 
 // Class returns the class of user: free for anybody not in the store
@@ -164,14 +180,17 @@ func (c *Cache) ClassLimits(class tenant.Class) tenant.Limits {
 	if e, ok := c.classes.Get(class); ok && c.fresh(e.at) {
 		return e.limits
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
-	defer cancel()
-	at := c.now()
-	l, err := c.store.ClassLimits(ctx, class)
-	if err != nil {
-		e, _ := c.classes.Peek(class) // the last answer, however old
-		return e.limits
-	}
-	c.classes.Add(class, classEntry{at: at, limits: l})
-	return l
+	v, _, _ := c.reads.Do("c/"+string(class), func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+		defer cancel()
+		at := c.now()
+		l, err := c.store.ClassLimits(ctx, class)
+		if err != nil {
+			e, _ := c.classes.Peek(class) // the last answer, however old
+			return e.limits, nil
+		}
+		c.classes.Add(class, classEntry{at: at, limits: l})
+		return l, nil
+	})
+	return v.(tenant.Limits)
 }

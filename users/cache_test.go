@@ -208,3 +208,57 @@ func TestClassAndLimits(t *testing.T) {
 	assert.Equal(t, tenant.Paid, c.Class("payer"))
 	assert.Equal(t, 60, c.Limits("payer").Burst)
 }
+
+// gateKV holds every read until open is closed, counting them.
+type gateKV struct {
+	cluster.KV
+	reads atomic.Int64
+	open  chan struct{}
+}
+
+func (k *gateKV) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	k.reads.Add(1)
+	<-k.open
+	return k.KV.Get(ctx, key)
+}
+
+// Concurrent misses of one entry make one read of the store, for each of
+// the three kinds of entry.
+func TestConcurrentMissesReadOnce(t *testing.T) {
+	ctx := context.Background()
+	base := newKV(t)
+	s := NewStore(base)
+	u, err := s.Create(ctx, "alice", tenant.Paid)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		call func(c *Cache) any
+		want any
+	}{
+		{"access key", func(c *Cache) any { _, user, _ := c.Lookup(u.Keys[0].AccessKey); return user }, "alice"},
+		{"user", func(c *Cache) any { return c.Class("alice") }, tenant.Paid},
+		{"class limits", func(c *Cache) any { return c.ClassLimits(tenant.Free).RPS }, float64(0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kv := &gateKV{KV: base, open: make(chan struct{})}
+			c := cacheOn(NewStore(kv), nil, 16, newClock())
+			const n = 50
+			got := make(chan any, n)
+			for range n {
+				go func() { got <- tc.call(c) }()
+			}
+			// Every caller is either in the one read or waiting for it.
+			deadline := time.Now().Add(time.Minute)
+			for kv.reads.Load() == 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond) // let the others pile up behind it
+			close(kv.open)
+			for range n {
+				assert.Equal(t, tc.want, <-got)
+			}
+			// A key lookup reads the key, then the user record: one of each.
+			assert.LessOrEqual(t, kv.reads.Load(), int64(2), "reads for %d concurrent misses", n)
+		})
+	}
+}
