@@ -64,14 +64,23 @@ func New(cfg Config) (*Image, error) {
 // Config returns the configuration in use.
 func (x *Image) Config() Config { return x.cfg }
 
-// Register adds imageView2, imageMogr2, imageInfo, exif and imageAve to r.
+// Register adds the image commands to r: imageView2, imageMogr2,
+// imageInfo, exif, imageAve and those other files of the package add to
+// commands.
 func (x *Image) Register(r fop.Registry) {
 	r["imageView2"] = &ImageView2{x}
 	r["imageMogr2"] = &ImageMogr2{x}
 	r["imageInfo"] = &ImageInfo{x}
 	r["exif"] = &Exif{x}
 	r["imageAve"] = &ImageAve{x}
+	for name, mk := range commands {
+		r[name] = mk(x)
+	}
 }
+
+// commands are the commands a file of the package adds in its init, by
+// name: each command lives in a file of its own, with its registration.
+var commands = map[string]func(*Image) fop.Processor{}
 
 // supported input formats (others are refused before decoding).
 var inputFormats = map[string]bool{
