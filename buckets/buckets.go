@@ -28,6 +28,11 @@ type Record struct {
 	// (or of the admin).
 	Private   bool      `json:"private"`
 	CreatedAt time.Time `json:"created_at"`
+	// Separator is the set of characters any one of which joins a key to
+	// a style name in a URL ("" is DefaultSeparator; see styles.go).
+	Separator string `json:"separator,omitempty"`
+	// Styles are the bucket's named processing chains, by name.
+	Styles map[string]string `json:"styles,omitempty"`
 }
 
 // KeyPrefix is where records live in the KV.
@@ -55,6 +60,9 @@ func (k *Keeper) Create(ctx context.Context, rec Record) error {
 	}
 	if rec.Owner == "" {
 		return errs.BadRequest("bucket %q: no owner", rec.Name)
+	}
+	if err := checkStyles(rec); err != nil {
+		return err
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
