@@ -52,41 +52,7 @@ func TestFairnessUnderFlood(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(dirs[b], "a.jpg"), img, 0o644))
 	}
 
-	addr := freePort(t)
-	logf, err := os.Create(filepath.Join(work, "dev.log"))
-	require.NoError(t, err)
-	cmd := exec.Command(bin, "dev", "--no-docker", "--quiet", "--data", filepath.Join(work, "data"), "--listen", addr,
-		"--workers", "2", "--paid-reserve", "1", "--queue-free", "2")
-	cmd.Env = append(os.Environ(), "QUFOP_ACCESS_KEY="+ak, "QUFOP_SECRET_KEY="+sk)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case err := <-done:
-			assert.NoError(t, err, "qufop dev exit")
-		case <-time.After(time.Minute):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Error("qufop dev did not stop on SIGINT")
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("qufop dev output:\n%s", tail(string(b), 40))
-		}
-	})
-	base := "http://" + addr
-	require.Eventually(t, func() bool {
-		r, err := http.Get(base + "/health")
-		if err == nil {
-			r.Body.Close()
-		}
-		return err == nil
-	}, 2*time.Minute, 50*time.Millisecond, "qufop dev did not come up")
-
+	base, pid := startDev(t, bin, work, "--workers", "2", "--paid-reserve", "1", "--queue-free", "2")
 	ctx := context.Background()
 	admin := client.New(base, auth.Credentials{AccessKey: ak, SecretKey: sk})
 	for user, class := range map[string]string{"flooder": "free", "over": "free", "payer": "paid"} {
@@ -165,7 +131,7 @@ func TestFairnessUnderFlood(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	after := scrape(t, base)
-	peak := vmHWM(t, cmd.Process.Pid)
+	peak := vmHWM(t, pid)
 
 	t.Logf("free answers by status: flooder %v, over its limit %v; qufop dev VmHWM %d MB", answers["fa"], answers["fb"], peak>>20)
 	assert.Empty(t, paid, "every paid request is served")
@@ -184,6 +150,49 @@ func TestFairnessUnderFlood(t *testing.T) {
 // floodClient keeps a connection per flooding goroutine (the default
 // transport keeps two per host and would open a new one for most requests).
 var floodClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// startDev runs `qufop dev --no-docker --quiet` with the test's admin keys
+// and extra flags until the test ends; it returns its base URL and pid.
+func startDev(t *testing.T, bin, work string, extra ...string) (string, int) {
+	t.Helper()
+	addr := freePort(t)
+	logf, err := os.CreateTemp(work, "dev-*.log")
+	require.NoError(t, err)
+	data, err := os.MkdirTemp(work, "data-")
+	require.NoError(t, err)
+	args := append([]string{"dev", "--no-docker", "--quiet", "--data", data, "--listen", addr}, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "QUFOP_ACCESS_KEY="+ak, "QUFOP_SECRET_KEY="+sk)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case err := <-done:
+			assert.NoError(t, err, "qufop dev exit")
+		case <-time.After(time.Minute):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Error("qufop dev did not stop on SIGINT")
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("qufop dev output:\n%s", tail(string(b), 40))
+		}
+	})
+	base := "http://" + addr
+	require.Eventually(t, func() bool {
+		r, err := http.Get(base + "/health")
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil
+	}, 2*time.Minute, 50*time.Millisecond, "qufop dev did not come up")
+	return base, cmd.Process.Pid
+}
 
 // get GETs url and returns the status and body (the body only for
 // refusals; status 0 and the error on a transport error).
@@ -220,4 +229,97 @@ func scrape(t *testing.T, base string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestFairnessOrdering: with one worker and no reserve, a paid request
+// that queues behind free ones is served before them. A slow free step
+// holds the worker while three more free requests and then a paid one
+// queue (each seen in the queue gauges before the next is sent); once the
+// worker frees, the paid request comes back before any of the queued free
+// ones. Should the slow step end before everything is queued (a very
+// loaded machine), the round proves nothing and is run again.
+func TestFairnessOrdering(t *testing.T) {
+	work := t.TempDir()
+	bin := filepath.Join(work, "qufop")
+	goBuild(t, bin, "./cmd/qufop", true)
+	dirs := map[string]string{"fq": filepath.Join(work, "fq"), "pq": filepath.Join(work, "pq")}
+	for b, dir := range dirs {
+		require.NoError(t, os.Mkdir(dir, 0o755))
+		for _, f := range []string{"kleiber-6028x3391.jpg", "storm-1920x1080.jpg"} {
+			img, err := os.ReadFile(filepath.Join("..", "testdata", "images", f))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, f), img, 0o644), b)
+		}
+	}
+	base, _ := startDev(t, bin, work, "--workers", "1", "--paid-reserve", "0", "--queue", "8")
+	ctx := context.Background()
+	admin := client.New(base, auth.Credentials{AccessKey: ak, SecretKey: sk})
+	for user, class := range map[string]string{"freeq": "free", "paidq": "paid"} {
+		_, err := admin.AddUser(ctx, user, class)
+		require.NoError(t, err)
+	}
+	for b, owner := range map[string]string{"fq": "freeq", "pq": "paidq"} {
+		_, err := admin.AddBucket(ctx, api.NewBucketRequest{Name: b, Dir: dirs[b], Owner: owner})
+		require.NoError(t, err)
+	}
+	// Slow: a whole-image rotation and blur of a 20 MP photograph.
+	slow := base + "/fq/kleiber-6028x3391.jpg?imageMogr2/rotate/90/blur/20x8"
+	quick := func(b string, i int) string {
+		return fmt.Sprintf("%s/%s/storm-1920x1080.jpg?imageView2/2/w/%d", base, b, 100+i)
+	}
+	require.Eventually(t, func() bool {
+		st, _ := get(quick("pq", 0))
+		return st == http.StatusOK
+	}, time.Minute, 50*time.Millisecond, "the buckets are not served")
+	gauge := func(series string) float64 { return scrape(t, base)[series] }
+
+	for round := 1; ; round++ {
+		require.LessOrEqual(t, round, 5, "the slow step ended before the queue was set up in 5 rounds")
+		var mu sync.Mutex
+		var order []string
+		var wg sync.WaitGroup
+		send := func(name, url string) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, body := get(url)
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				assert.Equal(t, http.StatusOK, st, "%s: %s", name, body)
+			}()
+		}
+		finished := func(name string) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, n := range order {
+				if n == name {
+					return true
+				}
+			}
+			return false
+		}
+		send("slow", slow)
+		require.Eventually(t, func() bool { return gauge("qufop_gateway_workers_busy") == 1 || finished("slow") },
+			time.Minute, time.Millisecond)
+		for i := 1; i <= 3; i++ {
+			send(fmt.Sprint("free", i), quick("fq", i))
+			require.Eventually(t, func() bool {
+				return gauge(`qufop_gateway_queue_length_by_class{class="free"}`) == float64(i) || finished("slow")
+			}, time.Minute, time.Millisecond)
+		}
+		send("paid", quick("pq", round))
+		require.Eventually(t, func() bool {
+			return gauge("qufop_gateway_queue_length") == 4 || finished("slow")
+		}, time.Minute, time.Millisecond)
+		valid := !finished("slow")
+		wg.Wait()
+		if !valid {
+			t.Logf("round %d: the slow step ended before the paid request queued; again", round)
+			continue
+		}
+		require.Len(t, order, 5)
+		assert.Equal(t, []string{"slow", "paid"}, order[:2], "completion order %v", order)
+		break
+	}
 }
