@@ -29,3 +29,47 @@ func (c *Client) Buckets(ctx context.Context) ([]api.Bucket, error) {
 func (c *Client) DeleteBucket(ctx context.Context, name string) error {
 	return c.call(ctx, http.MethodDelete, "/v1/buckets/"+url.PathEscape(name), nil, nil, &api.BucketDeleted{})
 }
+
+// BucketStyles returns a bucket's style separator and styles. Admin only.
+func (c *Client) BucketStyles(ctx context.Context, bucket string) (*api.BucketStyles, error) {
+	var out api.BucketStyles
+	if err := c.call(ctx, http.MethodGet, "/v1/buckets/"+bucket+"/styles", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetBucketStyle adds or replaces the style name of bucket: chain is a
+// processing chain as a URL's query carries it. Admin only.
+func (c *Client) SetBucketStyle(ctx context.Context, bucket, name, chain string) (*api.BucketStyles, error) {
+	var out api.BucketStyles
+	if err := c.call(ctx, http.MethodPut, stylePath(bucket, name), nil, api.StyleRequest{Chain: chain}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RemoveBucketStyle removes the style name of bucket. Admin only.
+func (c *Client) RemoveBucketStyle(ctx context.Context, bucket, name string) (*api.BucketStyles, error) {
+	var out api.BucketStyles
+	if err := c.call(ctx, http.MethodDelete, stylePath(bucket, name), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetBucketSeparator sets the characters joining a key to a style name in
+// bucket's URLs. Admin only.
+func (c *Client) SetBucketSeparator(ctx context.Context, bucket, sep string) (*api.BucketStyles, error) {
+	var out api.BucketStyles
+	if err := c.call(ctx, http.MethodPut, "/v1/buckets/"+bucket+"/separator", nil, api.SeparatorRequest{Separator: sep}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// stylePath is the path of a style; newRequest escapes it (names are
+// letters, digits and "-_.", and bucket names fewer still).
+func stylePath(bucket, name string) string {
+	return "/v1/buckets/" + bucket + "/styles/" + name
+}

@@ -38,6 +38,10 @@ func (s *Server) mountBuckets(v1 *gin.RouterGroup) {
 	g.POST("", s.addBucket)
 	g.GET("", s.listBuckets)
 	g.DELETE("/:bucket", s.deleteBucket)
+	g.GET("/:bucket/styles", s.bucketStyles)
+	g.PUT("/:bucket/styles/:style", s.setBucketStyle)
+	g.DELETE("/:bucket/styles/:style", s.removeBucketStyle)
+	g.PUT("/:bucket/separator", s.setBucketSeparator)
 }
 
 func (s *Server) addBucket(c *gin.Context) {

@@ -23,3 +23,22 @@ type Bucket struct {
 type BucketDeleted struct {
 	Name string `json:"name"`
 }
+
+// BucketStyles are a bucket's styles (GET /v1/buckets/NAME/styles, and the
+// answer of every change of them): a URL /NAME/<key><c><style>, with <c>
+// any character of Separator, answers /NAME/<key>?<Styles[style]>.
+type BucketStyles struct {
+	Bucket    string            `json:"bucket"`
+	Separator string            `json:"separator"` // as in effect: "-" unless set
+	Styles    map[string]string `json:"styles"`    // name → chain; never null
+}
+
+// StyleRequest is the body of PUT /v1/buckets/NAME/styles/STYLE.
+type StyleRequest struct {
+	Chain string `json:"chain"` // e.g. "imageView2/2/w/200"
+}
+
+// SeparatorRequest is the body of PUT /v1/buckets/NAME/separator.
+type SeparatorRequest struct {
+	Separator string `json:"separator"` // one or more of ~@$^&*()-_/!+={}[]|:;"'<>,
+}
