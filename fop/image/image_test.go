@@ -558,7 +558,6 @@ func TestErrors(t *testing.T) {
 		"imageMogr2/gravity/Up",
 		"imageMogr2/quality/0",
 		"imageMogr2/bogus",
-		"imageMogr2/size-limit/10k",
 		"imageInfo/x",
 		"exif/1",
 		"imageAve/1",

@@ -12,8 +12,9 @@ import (
 )
 
 // ImageMogr2 is imageMogr2: auto-orient, thumbnail, gravity, crop, rotate,
-// blur, format, quality, interlace, strip, ignore-error; operations run in
-// the order written.
+// blur, extent, border, sharpen (operations, run in the order written) and
+// format, quality, interlace, strip, size-limit, colors, background,
+// bordercolor, ignore-error (settings; the last one given wins).
 type ImageMogr2 struct{ x *Image }
 
 var mogr2Spec = fop.Spec{
@@ -22,6 +23,9 @@ var mogr2Spec = fop.Spec{
 		"thumbnail": fop.Value, "gravity": fop.Value, "crop": fop.Value,
 		"rotate": fop.Value, "blur": fop.Value, "format": fop.Value,
 		"quality": fop.Value, "interlace": fop.Value, "ignore-error": fop.Value,
+		"extent": fop.Value, "border": fop.Value, "sharpen": fop.Value,
+		"size-limit": fop.Value, "colors": fop.Value, "background": fop.Value,
+		"bordercolor": fop.Value,
 	},
 	Repeat: true,
 }
@@ -35,6 +39,9 @@ const (
 	opCrop
 	opRotate
 	opBlur
+	opExtent
+	opBorder
+	opSharpen
 )
 
 type mogrOp struct {
@@ -44,6 +51,9 @@ type mogrOp struct {
 	gravity gravity
 	degrees int
 	sigma   float64
+	// w, h: the canvas of extent, the border's sides; amount: sharpen's m2.
+	w, h   int
+	amount float64
 }
 
 type mogr2Params struct {
@@ -54,10 +64,14 @@ type mogr2Params struct {
 	interlace bool
 	strip     bool
 	ignore    bool
+	limit     sizeLimit
+	colors    int     // 0: no palette reduction
+	bg        *Colour // nil: white, or transparent where the image has alpha
+	border    Colour
 }
 
 func (c *ImageMogr2) parse(cmd fop.Cmd) (mogr2Params, error) {
-	p := mogr2Params{q: c.x.cfg.DefaultQuality}
+	p := mogr2Params{q: c.x.cfg.DefaultQuality, border: borderGrey}
 	ps, err := cmd.Params(mogr2Spec)
 	if err != nil {
 		return p, err
@@ -114,6 +128,42 @@ func (c *ImageMogr2) parse(cmd fop.Cmd) (mogr2Params, error) {
 			if p.ignore, err = parseBool(cmd, "ignore-error", pr.Value); err != nil {
 				return p, err
 			}
+		case "extent":
+			w, h, err := parseSides(cmd, "extent", pr.Value, 1, c.x.cfg.MaxOutSide, false)
+			if err != nil {
+				return p, err
+			}
+			p.ops = append(p.ops, mogrOp{kind: opExtent, w: w, h: h})
+		case "border":
+			w, h, err := parseSides(cmd, "border", pr.Value, 0, c.x.cfg.MaxOutSide, true)
+			if err != nil {
+				return p, err
+			}
+			p.ops = append(p.ops, mogrOp{kind: opBorder, w: w, h: h})
+		case "sharpen":
+			n, err := cmd.Int("sharpen", pr.Value, 1, 300)
+			if err != nil {
+				return p, err
+			}
+			p.ops = append(p.ops, mogrOp{kind: opSharpen, amount: sharpenAmount(n)})
+		case "size-limit":
+			if p.limit, err = parseSizeLimit(cmd, pr.Value); err != nil {
+				return p, err
+			}
+		case "colors":
+			if p.colors, err = cmd.Int("colors", pr.Value, 2, 256); err != nil {
+				return p, err
+			}
+		case "background", "bordercolor":
+			col, err := ParseColour(pr.Value)
+			if err != nil {
+				return p, cmd.Errorf("%s: %v", pr.Name, err)
+			}
+			if pr.Name == "background" {
+				p.bg = &col
+			} else {
+				p.border = col
+			}
 		}
 	}
 	return p, nil
@@ -151,6 +201,9 @@ func (c *ImageMogr2) Process(ctx context.Context, cmd fop.Cmd, in fop.Blob) (fop
 		return fop.Blob{}, err
 	}
 	out, err := run(ctx, in.Data, func() (fop.Blob, error) { return c.x.mogr2(p, in) })
+	if err == nil && p.limit.orig && p.limit.keepOriginal(len(out.Data), len(in.Data)) {
+		return in, nil
+	}
 	return ignoreOr(in, p.ignore, out, err)
 }
 
@@ -197,9 +250,18 @@ func (x *Image) mogr2(p mogr2Params, in fop.Blob) (fop.Blob, error) {
 				err = step(im.ExtractArea(l, t, cw, ch))
 			}
 		case opRotate:
-			err = step(rotate(im, op.degrees))
+			err = step(rotate(im, op.degrees, p.bg))
 		case opBlur:
 			err = step(im.GaussBlur(op.sigma))
+		case opExtent:
+			l, t := extentOffset(im.Width(), im.Height(), op.w, op.h, grav)
+			err = step(embed(im, l, t, op.w, op.h, p.bgOr(white)))
+		case opBorder:
+			if op.w > 0 || op.h > 0 {
+				err = step(embed(im, op.w, op.h, im.Width()+2*op.w, im.Height()+2*op.h, p.border))
+			}
+		case opSharpen:
+			err = step(im.Sharpen(sharpenSigma, 0, op.amount))
 		}
 		if err != nil {
 			return fop.Blob{}, err
@@ -216,11 +278,49 @@ func (x *Image) mogr2(p mogr2Params, in fop.Blob) (fop.Blob, error) {
 	if src.hdr.Format == "jpeg" {
 		o.quality = EffectiveQuality(p.q, p.qForced, EstimateJPEGQuality(in.Data), src.hdr.Width, src.hdr.Height, w, h)
 	}
-	b, err := encode(im, o)
+	if o.format == "jpeg" && im.HasAlpha() && p.bg != nil {
+		// JPEG has no alpha: flatten onto the background asked for (encode
+		// would use white).
+		if err := step(im.Flatten(p.bg.flattenBands(im))); err != nil {
+			return fop.Blob{}, err
+		}
+	}
+	var b []byte
+	switch {
+	case p.limit.bytes > 0 && o.format == "jpeg":
+		b, _, err = fitJPEG(im, o, p.limit.cap(len(in.Data)))
+	default:
+		b, err = encodeColors(im, o, p.colors)
+	}
 	if err != nil {
 		return fop.Blob{}, failed(err)
 	}
 	return fop.Blob{Data: b, MIME: mimes[o.format], Derived: true}, nil
+}
+
+// sharpenSigma is the gaussian of sharpen: ImageMagick's usual 0x1 rather
+// than libvips' 0.5, which is meant for screen-size images and hardly shows
+// on a photograph.
+const sharpenSigma = 1.0
+
+// sharpenAmount maps sharpen/<n> to libvips' m2 (the slope of the
+// sharpening on edges; flat areas are left alone, m1 0): 1 is the
+// documented "sharpening on" of older Qiniu docs and means the recommended
+// 70, which gives libvips' default 3; other values scale linearly, so 10 is
+// 0.43 and 300 is 12.9.
+func sharpenAmount(n int) float64 {
+	if n == 1 {
+		n = 70
+	}
+	return 3 * float64(n) / 70
+}
+
+// bgOr is the background colour asked for, or def.
+func (p mogr2Params) bgOr(def Colour) Colour {
+	if p.bg != nil {
+		return *p.bg
+	}
+	return def
 }
 
 // mogr2Plan follows the sizes of the operations from the header and
@@ -251,6 +351,10 @@ func (x *Image) mogr2Plan(src *source, ops []mogrOp) error {
 				return nil
 			}
 			w, h = cw, ch
+		case opExtent:
+			w, h = op.w, op.h
+		case opBorder:
+			w, h = w+2*op.w, h+2*op.h
 		case opRotate:
 			switch op.degrees % 360 {
 			case 90, 270:
@@ -302,9 +406,9 @@ var (
 	thumbnailImage = vips.Thumbnail
 )
 
-// rotate turns im clockwise; the corners of a non-right angle are white, or
-// transparent when the image has alpha.
-func rotate(im *vips.Image, degrees int) (*vips.Image, error) {
+// rotate turns im clockwise; the corners of a non-right angle are bg, or
+// without one white, or transparent when the image has alpha.
+func rotate(im *vips.Image, degrees int, bg *Colour) (*vips.Image, error) {
 	switch degrees % 360 {
 	case 0:
 		return im.ExtractArea(0, 0, im.Width(), im.Height())
@@ -315,16 +419,26 @@ func rotate(im *vips.Image, degrees int) (*vips.Image, error) {
 	case 270:
 		return im.Rot(vips.D270)
 	}
-	bands := im.Bands()
-	bg := make([]float64, bands)
-	if !im.HasAlpha() && im.Interpretation() != "cmyk" {
-		white := 255.0
-		if f := im.Header().BandFormat; f == "ushort" {
-			white = 65535
+	if bg != nil {
+		c, err := bg.canvas(im)
+		if err != nil {
+			return nil, err
 		}
-		for i := range bg {
-			bg[i] = white
+		if c != im {
+			defer c.Close()
+		}
+		return c.Rotate(float64(degrees), bg.bands(c))
+	}
+	bands := im.Bands()
+	fill := make([]float64, bands)
+	if !im.HasAlpha() && im.Interpretation() != "cmyk" {
+		full := 255.0
+		if f := im.Header().BandFormat; f == "ushort" {
+			full = 65535
+		}
+		for i := range fill {
+			fill[i] = full
 		}
 	}
-	return im.Rotate(float64(degrees), bg)
+	return im.Rotate(float64(degrees), fill)
 }

@@ -15,7 +15,7 @@ var view2Spec = fop.Spec{
 	Positional: 1,
 	Named: map[string]fop.Kind{
 		"w": fop.Value, "h": fop.Value, "format": fop.Value, "interlace": fop.Value,
-		"q": fop.Value, "ignore-error": fop.Value,
+		"q": fop.Value, "ignore-error": fop.Value, "colors": fop.Value,
 	},
 }
 
@@ -26,6 +26,7 @@ type view2Params struct {
 	q          int
 	qForced    bool
 	ignore     bool
+	colors     int // palette size of a PNG/GIF result, 0: not reduced
 }
 
 func (c *ImageView2) parse(cmd fop.Cmd) (view2Params, error) {
@@ -50,6 +51,8 @@ func (c *ImageView2) parse(cmd fop.Cmd) (view2Params, error) {
 			p.q, p.qForced, err = parseQuality(cmd, "q", pr.Value)
 		case "ignore-error":
 			p.ignore, err = parseBool(cmd, "ignore-error", pr.Value)
+		case "colors":
+			p.colors, err = cmd.Int("colors", pr.Value, 2, 256)
 		}
 		if err != nil {
 			return p, err
@@ -180,7 +183,7 @@ func (x *Image) view2(p view2Params, in fop.Blob) (fop.Blob, error) {
 		defer c.Close()
 		im = c
 	}
-	b, err := encode(im, o)
+	b, err := encodeColors(im, o, p.colors)
 	if err != nil {
 		return fop.Blob{}, failed(err)
 	}
