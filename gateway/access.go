@@ -21,6 +21,10 @@ import (
 type BucketInfo struct {
 	Owner   string
 	Private bool
+	// Separator and Styles are the bucket's styles (see styles.go): any
+	// one character of Separator joins a key to the name of a style.
+	Separator string
+	Styles    map[string]string
 }
 
 // BucketAccess tells the owner and access mode of a bucket; ok is false

@@ -68,23 +68,25 @@ type fastRequest struct {
 }
 
 // fastTarget reports whether a request with method and request-target is
-// one for the fast front: GET or HEAD of /<bucket>/<key>?<chain> on a bucket
-// this gateway serves, with every step a UFOP. It resolves the request on
-// the way.
+// one for the fast front: GET or HEAD of /<bucket>/<key>?<chain> (or of a
+// styled key) on a bucket this gateway serves, with every step a UFOP. It
+// resolves the request on the way.
 func (s *Server) fastTarget(ctx context.Context, method, target string) (fastRequest, bool) {
 	if s.ufops == nil || (method != http.MethodGet && method != http.MethodHead) || !strings.HasPrefix(target, "/") {
 		return fastRequest{}, false
 	}
 	rawPath, query, _ := strings.Cut(target, "?")
-	if query == "" {
-		return fastRequest{}, false
-	}
 	p, err := url.PathUnescape(rawPath)
 	if err != nil {
 		return fastRequest{}, false
 	}
 	name, key, _ := strings.Cut(p[1:], "/")
 	if name == "" || key == "" || s.reserved[name] {
+		return fastRequest{}, false
+	}
+	// A styled key is a processing URL too (styles.go).
+	key, query = s.styled(name, key, query)
+	if query == "" {
 		return fastRequest{}, false
 	}
 	chain, err := fop.Parse(query)

@@ -22,11 +22,11 @@ import (
 
 // object serves GET/HEAD /<bucket>/<key>[?<chain>][&k=v...].
 func (s *Server) object(c *gin.Context) {
-	key := strings.TrimPrefix(c.Param("key"), "/")
+	key, query := s.styled(c.Param("bucket"), strings.TrimPrefix(c.Param("key"), "/"), c.Request.URL.RawQuery)
 	// Until the chain is resolved its first name is only what the client
 	// sent: the metrics call it "other" (see otherCommand).
 	c.Set(ctxCommand, otherCommand)
-	chain, err := fop.Parse(c.Request.URL.RawQuery)
+	chain, err := fop.Parse(query)
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -36,13 +36,13 @@ func (dp *dataPlane) serveRecords(kv cluster.KV, log *slog.Logger, cl *closers) 
 	return s
 }
 
-// recordAccess tells the gateway the owner and mode of the buckets served
-// from a record.
+// recordAccess tells the gateway the owner, mode and styles of the buckets
+// served from a record.
 type recordAccess struct{ s *buckets.Served }
 
 func (a recordAccess) Access(name string) (gateway.BucketInfo, bool) {
 	r, ok := a.s.Record(name)
-	return gateway.BucketInfo{Owner: r.Owner, Private: r.Private}, ok
+	return gateway.BucketInfo{Owner: r.Owner, Private: r.Private, Separator: r.Separators(), Styles: r.Styles}, ok
 }
 
 // tenancy is the gateway option of the bucket records (owners, private
