@@ -24,6 +24,9 @@ type Config struct {
 	MaxGIFFrames int
 	// DefaultQuality is the JPEG/WebP quality when the command gives none.
 	DefaultQuality int
+	// Objects reads the stored objects a command names (watermark/1's
+	// image); nil: such commands answer 400.
+	Objects Objects
 }
 
 // NewDefaultConfig returns Qiniu's synchronous limits.
