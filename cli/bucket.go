@@ -14,10 +14,11 @@ import (
 func newBucketCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bucket",
-		Short: "Manage the buckets the gateways serve: their directory, owner and access mode (admin only)",
+		Short: "Manage the buckets the gateways serve: their directory, owner, access mode and styles (admin only)",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newBucketAddCmd(), newBucketListCmd(), newBucketRmCmd())
+	cmd.AddCommand(newBucketAddCmd(), newBucketListCmd(), newBucketRmCmd(),
+		newBucketStyleCmd(), newBucketStylesCmd(), newBucketSeparatorCmd())
 	return cmd
 }
 
