@@ -137,6 +137,8 @@ func (dp *dataPlane) server(c GatewayConfig, opts ...gateway.Option) (*gateway.S
 	if err := c.Image.Validate(); err != nil {
 		return nil, err
 	}
+	objs := &serverObjects{}
+	c.Image.Objects = objs
 	img, err := image.New(c.Image)
 	if err != nil {
 		return nil, err
@@ -146,5 +148,10 @@ func (dp *dataPlane) server(c GatewayConfig, opts ...gateway.Option) (*gateway.S
 	if c.Pprof {
 		opts = append(opts, gateway.WithPprof())
 	}
-	return gateway.New(c.Gateway, dp.set, reg, c.logger(), opts...)
+	srv, err := gateway.New(c.Gateway, dp.set, reg, c.logger(), opts...)
+	if err != nil {
+		return nil, err
+	}
+	objs.srv = srv
+	return srv, nil
 }
