@@ -117,6 +117,7 @@ func TestStyledURLsAnswerAsTheirChains(t *testing.T) {
 		}{
 			{"built-in", "/pics/storm.jpg-thumb", "/pics/storm.jpg?imageView2/2/w/200", 200, "std"},
 			{"second separator", "/pics/storm.jpg!thumb", "/pics/storm.jpg?imageView2/2/w/200", 200, "std"},
+			{"escaped separator", "/pics/storm.jpg%21thumb", "/pics/storm.jpg?imageView2/2/w/200", 200, "std"},
 			{"info, not cached", "/pics/storm.jpg-info", "/pics/storm.jpg?imageInfo", 200, "std"},
 			{"own steps appended", "/pics/storm.jpg-thumb?imageInfo", "/pics/storm.jpg?imageView2/2/w/200|imageInfo", 200, "std"},
 			{"download parameters", "/pics/storm.jpg-thumb?attname=small.jpg", "/pics/storm.jpg?imageView2/2/w/200&attname=small.jpg", 200, "std"},
