@@ -11,8 +11,7 @@ package image
 // corner, edge or centre, dx/dy move the mark inward from the edges it
 // touches (and right/down from a centre). An animated input gives a still
 // image of its first frame, as imageMogr2 does. The output has the input's
-// format, at the quality Qiniu's rule gives when none is asked (see
-// EffectiveQuality).
+// format and, for a JPEG, its estimated quality.
 //
 // A watermark image is an object of the platform's own storage, read
 // through Config.Objects: the gateway never fetches a URL from the
@@ -417,10 +416,12 @@ func (x *Image) watermark(marks []mark, imgs map[string][]byte, in fop.Blob) (fo
 			return fop.Blob{}, err
 		}
 	}
+	// The input's format and, for a JPEG, its quality (as ImageMagick,
+	// which Qiniu's watermark follows, writes a JPEG it read): drawing a
+	// logo should not cost a photograph its quality.
 	o := output{format: defaultFormat(src.hdr.Format), quality: x.cfg.DefaultQuality}
-	if src.hdr.Format == "jpeg" {
-		w, h := src.hdr.Width, src.hdr.Height
-		o.quality = EffectiveQuality(x.cfg.DefaultQuality, false, EstimateJPEGQuality(in.Data), w, h, w, h)
+	if q := EstimateJPEGQuality(in.Data); src.hdr.Format == "jpeg" && q >= 1 && q <= 100 {
+		o.quality = q
 	}
 	b, err := encode(im, o)
 	if err != nil {

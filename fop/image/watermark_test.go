@@ -470,6 +470,11 @@ func TestWatermarkFormats(t *testing.T) {
 	if im.Rect.Dx() != 1920 || im.Rect.Dy() != 1080 {
 		t.Fatalf("%v, want 1920x1080", im.Rect)
 	}
+	// The input's quality, as ImageMagick keeps it: a watermark should not
+	// cost a photograph its quality.
+	if got, want := EstimateJPEGQuality(out.Data), EstimateJPEGQuality(storm); got != want || want <= 0 {
+		t.Errorf("JPEG quality %d, want the input's %d", got, want)
+	}
 	for _, p := range []image.Point{{1920 - 10 - 40 + 3, 1080 - 10 - 30 + 3}, {1920 - 10 - 3, 1080 - 10 - 3}} {
 		if c := im.NRGBAAt(p.X, p.Y); !wmNear(c, wmRed, 40) {
 			t.Errorf("JPEG at %v: %v, want red within JPEG tolerance", p, c)
