@@ -23,10 +23,11 @@ RUN CGO_ENABLED=1 go build -trimpath \
       -o /out/qufop ./cmd/qufop
 
 # ---- run: the libvips runtime (its loader modules included) and CA
-# certificates for S3-compatible and HTTP-origin buckets over TLS.
+# certificates for S3-compatible and HTTP-origin buckets over TLS; a CJK font
+# (WenQuanYi Micro Hei) for watermark text.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvips42 ca-certificates \
+ && apt-get install -y --no-install-recommends libvips42 ca-certificates fonts-wqy-microhei \
  && rm -rf /var/lib/apt/lists/*
 # Not root: the gateway runs untrusted inputs through libvips. uid 10001 is
 # also the uid UFOP images run as (builder's Dockerfile). The builder job

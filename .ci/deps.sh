@@ -4,7 +4,8 @@
 # it, so that on a fresh machine those commands do all the set-up.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(libvips-dev pkg-config gcc make git curl procps docker.io docker-registry busybox-static prometheus)
+pkgs=(libvips-dev pkg-config gcc make git curl procps docker.io docker-registry busybox-static prometheus
+  fonts-wqy-microhei) # the CJK font of watermark text (docs/processing-urls.md#watermark)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
