@@ -33,7 +33,7 @@ var testStyles = map[string]string{
 }
 
 // styleServing serves, with the image commands and the UFOP "who", bucket
-// "pics" (alice's, public, separators "-" and "!") and "secret" (alice's,
+// "pics" (alice's, public, separators "-", "!" and "/") and "secret" (alice's,
 // private, separator "-"), both with the styles of testStyles and a real
 // photograph, storm.jpg, beside an object literally named storm.jpg-thumb.
 func styleServing(t *testing.T, fast bool) (string, *Server) {
@@ -62,7 +62,7 @@ func styleServing(t *testing.T, fast bool) (string, *Server) {
 	srv, err := New(cfg, set, reg, nil,
 		WithUFOPs(seen{}, func(string) string { return "admin" }),
 		WithAccess(records{
-			"pics":   {Owner: "alice", Separator: "-!", Styles: testStyles},
+			"pics":   {Owner: "alice", Separator: "-!/", Styles: testStyles},
 			"secret": {Owner: "alice", Private: true, Separator: "-", Styles: testStyles},
 		}, keys.Lookup, "admin"),
 		WithClasses(classes{"alice": tenant.Paid}))
@@ -118,6 +118,7 @@ func TestStyledURLsAnswerAsTheirChains(t *testing.T) {
 			{"built-in", "/pics/storm.jpg-thumb", "/pics/storm.jpg?imageView2/2/w/200", 200, "std"},
 			{"second separator", "/pics/storm.jpg!thumb", "/pics/storm.jpg?imageView2/2/w/200", 200, "std"},
 			{"escaped separator", "/pics/storm.jpg%21thumb", "/pics/storm.jpg?imageView2/2/w/200", 200, "std"},
+			{"slash as separator", "/pics/storm.jpg/thumb", "/pics/storm.jpg?imageView2/2/w/200", 200, "std"},
 			{"info, not cached", "/pics/storm.jpg-info", "/pics/storm.jpg?imageInfo", 200, "std"},
 			{"own steps appended", "/pics/storm.jpg-thumb?imageInfo", "/pics/storm.jpg?imageView2/2/w/200|imageInfo", 200, "std"},
 			{"download parameters", "/pics/storm.jpg-thumb?attname=small.jpg", "/pics/storm.jpg?imageView2/2/w/200&attname=small.jpg", 200, "std"},
@@ -145,6 +146,19 @@ func TestStyledURLsAnswerAsTheirChains(t *testing.T) {
 				})
 			}
 		}
+		t.Run(fmt.Sprintf("fast=%v/revalidated with the chain's ETag", fast), func(t *testing.T) {
+			etag := send(t, http.MethodGet, domain+"/pics/storm.jpg?imageView2/2/w/200").header.Get("ETag")
+			require.NotEmpty(t, etag)
+			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+			req, err := http.NewRequest(http.MethodGet, domain+"/pics/storm.jpg-thumb", nil)
+			require.NoError(t, err)
+			req.Header.Set("If-None-Match", etag)
+			resp, err := c.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, http.StatusNotModified, resp.StatusCode)
+			assert.Equal(t, etag, resp.Header.Get("ETag"))
+		})
 		t.Run(fmt.Sprintf("fast=%v/the style wins over a literal key", fast), func(t *testing.T) {
 			got := send(t, http.MethodGet, domain+"/pics/storm.jpg-thumb")
 			assert.Equal(t, "image/jpeg", got.header.Get("Content-Type"))
