@@ -33,24 +33,19 @@ func parseSides(cmd fop.Cmd, name, v string, lo, hi int, single bool) (int, int,
 }
 
 // extentOffset places a w×h image on a cw×ch canvas by gravity, as
-// ImageMagick's -gravity ... -extent: centred sides are floor((cw-w)/2),
-// and an offset is negative when the canvas is smaller (the image is cut).
+// ImageMagick's -gravity ... -extent does: a centred side is at
+// cw/2 - w/2, each half rounded down (191 px on 300 lands at 55), and the
+// offset is negative when the canvas is smaller (the image is cut).
 func extentOffset(w, h, cw, ch int, g gravity) (x, y int) {
-	half := func(d int) int { // floor division, also for d < 0
-		if d < 0 {
-			return -((-d + 1) / 2)
-		}
-		return d / 2
-	}
 	switch g {
 	case north, center, south:
-		x = half(cw - w)
+		x = cw/2 - w/2
 	case northEast, east, southEast:
 		x = cw - w
 	}
 	switch g {
 	case west, center, east:
-		y = half(ch - h)
+		y = ch/2 - h/2
 	case southWest, south, southEast:
 		y = ch - h
 	}

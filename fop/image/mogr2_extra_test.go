@@ -168,6 +168,16 @@ func TestExtentGravity(t *testing.T) {
 			}
 		}
 	}
+	// odd sides, ImageMagick's rounding: 191x107 centred on 300x200 lands
+	// at (150-95, 100-53) = (55, 47)
+	odd := decode(t, mustDo(t, r, "imageMogr2/thumbnail/191x/format/png", storm).Data)
+	m := decode(t, mustDo(t, r, "imageMogr2/thumbnail/191x/gravity/Center/extent/300x200"+bg+"/format/png", storm).Data)
+	if odd.Bounds().Dx() != 191 || odd.Bounds().Dy() != 107 {
+		t.Fatalf("odd thumb %v", odd.Bounds())
+	}
+	if got, want := nrgba(m, 55, 47), nrgba(odd, 0, 0); got != want || nrgba(m, 54, 47) != red || nrgba(m, 55, 46) != red {
+		t.Errorf("odd centre: image not at (55,47): %v vs %v", got, want)
+	}
 	// smaller canvas: the same pixels as the crop with that gravity
 	for _, g := range []string{"NorthWest", "Center", "SouthEast"} {
 		e := decode(t, mustDo(t, r, "imageMogr2/thumbnail/192x/gravity/"+g+"/extent/100x50/format/png", storm).Data)
@@ -182,7 +192,7 @@ func TestExtentGravity(t *testing.T) {
 		}
 	}
 	// no background: white; a transparent one makes a JPEG source's new area transparent
-	m := decode(t, mustDo(t, r, "imageMogr2/thumbnail/192x/extent/200x200/format/png", storm).Data)
+	m = decode(t, mustDo(t, r, "imageMogr2/thumbnail/192x/extent/200x200/format/png", storm).Data)
 	if got := nrgba(m, 199, 199); got != (color.NRGBA{255, 255, 255, 255}) {
 		t.Errorf("default extent colour %v, want white", got)
 	}
@@ -197,6 +207,25 @@ func TestExtentGravity(t *testing.T) {
 
 // border adds W px left and right and H px top and bottom, in bordercolor
 // (default ImageMagick's #DFDFDF).
+// The plan refuses a canvas over the output limits before anything is
+// decoded.
+func TestCanvasLimits(t *testing.T) {
+	r := defReg(t)
+	loads := 0
+	orig := loadImage
+	defer func() { loadImage = orig }()
+	loadImage = func(b []byte, o vips.LoadOptions) (*vips.Image, error) { loads++; return orig(b, o) }
+	for _, q := range []string{"imageMogr2/extent/9999x9999", "imageMogr2/border/5000", "imageMogr2/thumbnail/100x/border/5000x10"} {
+		_, err := do(t, r, q, storm)
+		if status(err) != 400 || !strings.Contains(err.Error(), "too large") {
+			t.Errorf("%s: %v, want 400 too large", q, err)
+		}
+	}
+	if loads != 0 {
+		t.Errorf("%d decodes for refused canvases", loads)
+	}
+}
+
 func TestBorder(t *testing.T) {
 	r := defReg(t)
 	thumb := decode(t, mustDo(t, r, "imageMogr2/thumbnail/192x/format/png", storm).Data)
