@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"image/png"
 
 	"github.com/qufop/qufop/errs"
 	"github.com/qufop/qufop/fop"
@@ -25,7 +26,8 @@ import (
 //
 // A PNG is decoded and written again with zlib level min(zlevel, 9) (9 when
 // not given), every row filter tried, and no metadata but the ICC profile;
-// zlevel 10 is 9 with the same filters. Qiniu's sync timeouts (1 s JPEG, 3 s
+// from zlevel 9 on (10 is 9), an 8-bit PNG of at most 256 colours without
+// an ICC profile is also tried as a palette PNG, which is lossless. Qiniu's sync timeouts (1 s JPEG, 3 s
 // PNG) are not applied: the worker's request deadline is.
 type ImageSlim struct{ x *Image }
 
@@ -123,9 +125,14 @@ func orientationExif(o int) []byte {
 	return b.Bytes()
 }
 
-// slimPNG writes the PNG again at the given zlib level with every filter.
+// slimPNG writes the PNG again at the given zlib level with every filter;
+// from level 9 on, an 8-bit image of at most 256 colours is also tried as a
+// palette PNG (lossless), and the smaller is kept.
 func slimPNG(data []byte, zlevel int) ([]byte, error) {
-	im, err := vips.Load(data, vips.LoadOptions{Sequential: true, FailOnTruncated: true})
+	load := func() (*vips.Image, error) {
+		return vips.Load(data, vips.LoadOptions{Sequential: true, FailOnTruncated: true})
+	}
+	im, err := load()
 	if err != nil {
 		return nil, err
 	}
@@ -135,5 +142,40 @@ func slimPNG(data []byte, zlevel int) ([]byte, error) {
 		return nil, err
 	}
 	defer d.Close()
-	return d.SavePNGFilter(min(zlevel, 9), vips.PNGFilterAll, false)
+	best, err := d.SavePNGFilter(min(zlevel, 9), vips.PNGFilterAll, false)
+	if err != nil || zlevel < 9 || im.Header().BandFormat != "uchar" {
+		return best, err
+	}
+	if _, icc := im.Blob("icc-profile-data"); icc {
+		return best, nil // Go's encoder would drop the profile
+	}
+	again, err := load() // the first decode was sequential, and is spent
+	if err != nil {
+		return nil, err
+	}
+	defer again.Close()
+	b, err := exactPalettePNG(again)
+	if err != nil || b == nil || len(b) >= len(best) {
+		return best, err
+	}
+	return b, nil
+}
+
+// exactPalettePNG encodes im as a palette PNG when it has at most 256
+// colours (nil otherwise).
+func exactPalettePNG(im *vips.Image) ([]byte, error) {
+	rgba, err := toRGBA(im)
+	if err != nil {
+		return nil, err
+	}
+	defer rgba.Close()
+	p, err := rgba.ExactPalette()
+	if err != nil || p == nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, p); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

@@ -110,6 +110,34 @@ func TestImageSlimPNG(t *testing.T) {
 	}
 }
 
+// A truecolour PNG of at most 256 colours becomes a palette PNG with the
+// same pixels (from zlevel 9); below zlevel 9 it stays truecolour.
+func TestImageSlimExactPalette(t *testing.T) {
+	r := defReg(t)
+	few, _ := pixelsOf(t, mustDo(t, r, "imageMogr2/thumbnail/400x/format/png/colors/64", storm).Data)
+	var b bytes.Buffer
+	if err := png.Encode(&b, few); err != nil { // NRGBA, opaque: written as RGB
+		t.Fatal(err)
+	}
+	src := b.Bytes()
+	for _, c := range []struct {
+		q       string
+		palette bool
+	}{{"imageslim", true}, {"imageslim/zlevel/10", true}, {"imageslim/zlevel/8", false}} {
+		out := mustDo(t, r, c.q, src)
+		if !samePixels(t, src, out.Data) {
+			t.Errorf("%s: pixels changed", c.q)
+		}
+		if n := paletteSize(t, out.Data); (n > 0) != c.palette || n > 64 {
+			t.Errorf("%s: palette of %d colours, want palette %v", c.q, n, c.palette)
+		}
+		t.Logf("%s: %d -> %d bytes", c.q, len(src), len(out.Data))
+	}
+	if out := mustDo(t, r, "imageslim", src); len(out.Data) >= len(src)/2 {
+		t.Errorf("palette PNG %d bytes, source %d", len(out.Data), len(src))
+	}
+}
+
 // The ICC profile is kept (APP2 ICC_PROFILE segments are copied as they are).
 func TestImageSlimKeepsICC(t *testing.T) {
 	seg := append([]byte("ICC_PROFILE\x00\x01\x01"), bytes.Repeat([]byte("profile-bytes "), 20)...)

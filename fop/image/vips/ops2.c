@@ -136,3 +136,49 @@ done:
 	g_free(pixels);
 	return r;
 }
+
+/* qf_exact_palette indexes an 8-bit RGBA image by its own colours when it
+ * has at most 256 of them: a palette PNG of it is lossless. *ncolours is 0
+ * when there are more. There is no libvips operation that counts colours;
+ * this is one pass with a small open-addressing table. */
+int
+qf_exact_palette(VipsImage *in, unsigned char *index, unsigned char *palette, int *ncolours)
+{
+	size_t size, i, npix;
+	unsigned char *pixels;
+	guint32 keys[1024];
+	int slots[1024];
+	int n = 0;
+
+	*ncolours = 0;
+	if (vips_image_get_bands(in) != 4 || vips_image_get_format(in) != VIPS_FORMAT_UCHAR) {
+		vips_error("palette", "%s", "need an 8-bit RGBA image");
+		return -1;
+	}
+	if (!(pixels = vips_image_write_to_memory(in, &size)))
+		return -1;
+	memset(slots, 0xff, sizeof(slots));
+	npix = size / 4;
+	for (i = 0; i < npix; i++) {
+		guint32 k;
+		unsigned int h;
+		memcpy(&k, pixels + 4 * i, 4);
+		h = (k * 2654435761u) >> 22; /* 10 bits */
+		while (slots[h] >= 0 && keys[h] != k)
+			h = (h + 1) & 1023;
+		if (slots[h] < 0) {
+			if (n == 256) {
+				g_free(pixels);
+				return 0;
+			}
+			keys[h] = k;
+			slots[h] = n;
+			memcpy(palette + 4 * n, &k, 4);
+			n++;
+		}
+		index[i] = (unsigned char) slots[h];
+	}
+	g_free(pixels);
+	*ncolours = n;
+	return 0;
+}

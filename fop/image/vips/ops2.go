@@ -117,3 +117,27 @@ func (im *Image) Quantise(colours int, dither float64) (*image.Paletted, error) 
 	copy(p.Pix, unsafe.Slice((*byte)(idx), w*h))
 	return p, nil
 }
+
+// ExactPalette returns an 8-bit RGBA image (4 bands, uchar) indexed by its
+// own colours when it has at most 256 of them (lossless), nil when it has
+// more.
+func (im *Image) ExactPalette() (*image.Paletted, error) {
+	defer runtime.KeepAlive(im) // C may still read im.im: no finalizer before return
+	w, h := im.Width(), im.Height()
+	idx := C.malloc(C.size_t(w) * C.size_t(h))
+	defer C.free(idx)
+	var pal [256 * 4]C.uchar
+	var n C.int
+	if C.qf_exact_palette(im.im, (*C.uchar)(idx), &pal[0], &n) != 0 {
+		return nil, lastError("palette")
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	p := image.NewPaletted(image.Rect(0, 0, w, h), make(color.Palette, int(n)))
+	for i := range p.Palette {
+		p.Palette[i] = color.NRGBA{uint8(pal[4*i]), uint8(pal[4*i+1]), uint8(pal[4*i+2]), uint8(pal[4*i+3])}
+	}
+	copy(p.Pix, unsafe.Slice((*byte)(idx), w*h))
+	return p, nil
+}

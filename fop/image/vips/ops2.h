@@ -13,5 +13,6 @@ int qf_sharpen(VipsImage *in, VipsImage **out, double sigma, double m1, double m
 int qf_drop_metadata(VipsImage *in, VipsImage **out);
 int qf_pngsave_filter(VipsImage *in, void **buf, size_t *len, int compression, int filter, int strip);
 int qf_quantise(VipsImage *in, int colours, double dither, unsigned char *index, unsigned char *palette, int *ncolours);
+int qf_exact_palette(VipsImage *in, unsigned char *index, unsigned char *palette, int *ncolours);
 
 #endif
