@@ -83,7 +83,7 @@ type mark struct {
 	text  string
 	font  string
 	twips int
-	fill  [3]uint8
+	fill  Colour
 	// both
 	dissolve int
 	grav     gravity
@@ -91,7 +91,7 @@ type mark struct {
 }
 
 func newMark(k markKind) mark {
-	return mark{kind: k, font: DefaultFont, twips: defaultTwips, dissolve: 100, grav: southEast, dx: 10, dy: 10}
+	return mark{kind: k, font: DefaultFont, twips: defaultTwips, fill: Colour{0, 0, 0, 255}, dissolve: 100, grav: southEast, dx: 10, dy: 10}
 }
 
 // markParams are the parameters of each kind of watermark, besides the
@@ -213,7 +213,7 @@ func (c *Watermark) set(cmd fop.Cmd, m *mark, name, v string) error {
 			m.twips = defaultTwips
 		}
 	case "fill":
-		if m.fill, err = parseFill(v); err != nil {
+		if m.fill, err = ParseColour(v); err != nil {
 			return cmd.Errorf("fill: %v", err)
 		}
 	case "dissolve":
@@ -273,33 +273,6 @@ func parseImageURL(v string) (raw, bucket, key string, err error) {
 		return "", "", "", fmt.Errorf("%q: bad key: %v", raw, errs.Public(err))
 	}
 	return raw, bucket, key, nil
-}
-
-// fillNames are the colour names fill/ accepts (the CSS values).
-var fillNames = map[string][3]uint8{
-	"black": {0, 0, 0}, "white": {255, 255, 255}, "red": {255, 0, 0}, "green": {0, 128, 0},
-	"blue": {0, 0, 255}, "yellow": {255, 255, 0}, "orange": {255, 165, 0}, "purple": {128, 0, 128},
-	"gray": {128, 128, 128}, "grey": {128, 128, 128}, "pink": {255, 192, 203}, "brown": {165, 42, 42},
-	"cyan": {0, 255, 255}, "magenta": {255, 0, 255},
-}
-
-// parseFill decodes fill/'s value: the URL-safe base64 of #RRGGBB or of a
-// colour name of fillNames.
-func parseFill(v string) ([3]uint8, error) {
-	b, err := fop.DecodeBase64(v)
-	if err != nil {
-		return [3]uint8{}, err
-	}
-	s := strings.ToLower(strings.TrimSpace(string(b)))
-	if c, ok := fillNames[s]; ok {
-		return c, nil
-	}
-	hex, ok := strings.CutPrefix(s, "#")
-	n, perr := strconv.ParseUint(hex, 16, 32)
-	if !ok || len(hex) != 6 || perr != nil {
-		return [3]uint8{}, fmt.Errorf("%q is not #RRGGBB or a colour name (black, white, red, green, blue, yellow, ...)", string(b))
-	}
-	return [3]uint8{uint8(n >> 16), uint8(n >> 8), uint8(n)}, nil
 }
 
 // Validate checks the parameters.
@@ -557,7 +530,9 @@ func textMark(m mark, W, H int) (*overlay, error) {
 		mask.Close()
 		mask = cut
 	}
-	over, err := mask.TextOverlay(m.fill[0], m.fill[1], m.fill[2], float64(m.dissolve)/100)
+	// A fill with alpha (#RRGGBBAA) is as transparent as a dissolve.
+	opacity := float64(m.dissolve) / 100 * float64(m.fill.A) / 255
+	over, err := mask.TextOverlay(m.fill.R, m.fill.G, m.fill.B, opacity)
 	if err != nil {
 		return nil, failed(err)
 	}

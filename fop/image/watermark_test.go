@@ -210,11 +210,11 @@ func TestWatermarkDefaults(t *testing.T) {
 		t.Errorf("image defaults: %+v", img)
 	}
 	txt := parse("watermark/2/text/" + wmB64("七牛云"))[0]
-	if txt.text != "七牛云" || txt.font != DefaultFont || txt.twips != 240 || txt.fill != [3]uint8{} ||
+	if txt.text != "七牛云" || txt.font != DefaultFont || txt.twips != 240 || txt.fill != (Colour{0, 0, 0, 255}) ||
 		txt.dissolve != 100 || txt.grav != southEast || txt.dx != 10 || txt.dy != 10 {
 		t.Errorf("text defaults: %+v", txt)
 	}
-	if m := parse("watermark/2/text/" + wmB64("a") + "/fontsize/0/fill/" + wmB64("#0A0b0C"))[0]; m.twips != 240 || m.fill != [3]uint8{10, 11, 12} {
+	if m := parse("watermark/2/text/" + wmB64("a") + "/fontsize/0/fill/" + wmB64("#0A0b0C"))[0]; m.twips != 240 || m.fill != (Colour{10, 11, 12, 255}) {
 		t.Errorf("fontsize/0 and fill #0A0b0C: %+v", m)
 	}
 	ms := parse("watermark/3/image/" + wmURL("red.png") + "/dx/1/text/" + wmB64("a") + "/dx/2/image/" + wmURL("blue.png"))
@@ -453,6 +453,11 @@ func TestWatermarkText(t *testing.T) {
 	if want := (color.NRGBA{uint8((int(b.R) + 255) / 2), uint8(int(b.G) / 2), uint8((int(b.B) + 255) / 2), 255}); !wmNear(got, want, 3) {
 		t.Errorf("text dissolve 50 at %v: %v, want about %v", p, got, want)
 	}
+	// So does a fill half transparent.
+	im2 := f.run(t, "watermark/2/text/"+wmB64("█")+"/fill/"+wmB64("#FF00FF80")+"/fontsize/2000/gravity/NorthWest/dx/0/dy/0")
+	if got2 := im2.NRGBAAt(p.X, p.Y); !wmNear(got2, got, 2) {
+		t.Errorf("fill #FF00FF80 at %v: %v, want as dissolve 50: %v", p, got2, got)
+	}
 }
 
 // TestWatermarkFormats: the output keeps the input's format (JPEG here, on
@@ -502,5 +507,37 @@ func TestWatermarkFormats(t *testing.T) {
 	}
 	if w, h := size(t, out.Data); w != 60 || h != 50 {
 		t.Errorf("GIF: %dx%d, want one 60x50 frame", w, h)
+	}
+}
+
+// TestWatermarkConcurrent: text (Pango is not thread-safe; libvips
+// serialises it) and image watermarks at once give what they give alone.
+func TestWatermarkConcurrent(t *testing.T) {
+	f := newWMFixture(t)
+	q := "watermark/3/image/" + wmURL("red.png") + "/ws/0.2/text/" + wmB64("七牛云 qufop") + "/gravity/North/fontsize/600"
+	want, err := do(t, f.reg, q, f.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, p := parseCmd(t, q), f.reg["watermark"]
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := p.Process(context.Background(), cmd, fop.Blob{Data: f.base})
+			if err == nil && !bytes.Equal(out.Data, want.Data) {
+				err = errors.New("result differs from the serial run's")
+			}
+			errc <- err
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Error(err)
+		}
 	}
 }
