@@ -90,7 +90,7 @@ func newBucketStylesCmd() *cobra.Command {
 }
 
 func newBucketSeparatorCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "separator BUCKET SEP",
 		Short: "Set the characters that join a key to a style name in BUCKET's URLs (any one of SEP; default -)",
 		Args:  cobra.ExactArgs(2),
@@ -107,6 +107,10 @@ func newBucketSeparatorCmd() *cobra.Command {
 			return nil
 		},
 	}
+	// Separators often start with '-' ("-", "-!"): after BUCKET nothing
+	// is a flag.
+	cmd.Flags().SetInterspersed(false)
+	return cmd
 }
 
 // separatorList names the characters of a separator: "-", or any of "-!".

@@ -32,6 +32,11 @@ func TestBucketStyleVerbs(t *testing.T) {
 		{[]string{"bucket", "separator", "photos", "!-"}, "Bucket photos: style separator any of \"!-\" (URLs /photos/KEY!STYLE).\n"},
 		{[]string{"bucket", "style", "photos", "info", "--rm"}, "Bucket photos: style info removed.\n"},
 		{[]string{"bucket", "styles", "photos"}, "Separator any of \"!-\": URLs /photos/KEY!STYLE.\nSTYLE  CHAIN\nthumb  imageView2/2/w/200\n"},
+		// A separator that starts with '-' is no flag.
+		{[]string{"bucket", "separator", "photos", "-!"}, "Bucket photos: style separator any of \"-!\" (URLs /photos/KEY-STYLE).\n"},
+		{[]string{"bucket", "separator", "photos", "-"}, "Bucket photos: style separator \"-\" (URLs /photos/KEY-STYLE).\n"},
+		{[]string{"bucket", "separator", "photos", "-_"}, "Bucket photos: style separator any of \"-_\" (URLs /photos/KEY-STYLE).\n"},
+		{[]string{"bucket", "separator", "photos", "!-"}, "Bucket photos: style separator any of \"!-\" (URLs /photos/KEY!STYLE).\n"},
 	} {
 		out, _, err := runCLI(t, step.args...)
 		require.NoError(t, err, "%v", step.args)
