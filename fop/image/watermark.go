@@ -20,6 +20,7 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/url"
@@ -514,6 +515,10 @@ func textMark(m mark, W, H int) (*overlay, error) {
 	// falls back as fontconfig matches it, and glyphs the font lacks come
 	// from another font (Pango's fallback).
 	mask, err := vips.Text(m.text, m.font+", "+size, textDPI)
+	var ve *vips.Error
+	if errors.As(err, &ve) && strings.Contains(ve.Msg, "no text to render") {
+		return nil, nil // blanks only: no ink to draw
+	}
 	if err != nil {
 		return nil, failed(err)
 	}

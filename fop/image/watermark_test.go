@@ -442,6 +442,10 @@ func TestWatermarkText(t *testing.T) {
 	if cjk.Dx() < 60 || cjk.Dx() > 75 || cjk.Dy() < 18 || cjk.Dy() > 26 {
 		t.Errorf("七牛云 at 480 twips (24 px): ink box %v, want about 72×24", cjk.Size())
 	}
+	// Text with no ink (blanks) draws nothing.
+	if b := box("watermark/2/text/" + wmB64(" \n ") + magenta); !b.Empty() {
+		t.Errorf("blank text: ink box %v, want none", b)
+	}
 	// An unknown family falls back to a font fontconfig picks: still ink.
 	if b := box("watermark/2/text/" + wmB64("qufop") + magenta + "/font/" + wmB64("No Such Font")); b.Empty() {
 		t.Error("unknown font family: no ink")
