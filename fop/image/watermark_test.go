@@ -545,3 +545,25 @@ func TestWatermarkConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkWatermark: an image and a text watermark on the 1920×1080
+// photograph (JPEG in, JPEG out at its quality).
+func BenchmarkWatermark(b *testing.B) {
+	objs := &wmObjects{objs: map[string][]byte{"pics/red.png": wmSolid(b, 200, 100, wmRed)}}
+	cfg := NewDefaultConfig()
+	cfg.Objects = objs
+	reg := newReg(b, cfg)
+	for name, q := range map[string]string{
+		"image": "watermark/1/image/" + wmURL("red.png") + "/dissolve/50",
+		"text":  "watermark/2/text/" + wmB64("七牛云 qufop") + "/fontsize/800",
+	} {
+		b.Run(name, func(b *testing.B) {
+			cmd, p := parseCmd(b, q), reg["watermark"]
+			for i := 0; i < b.N; i++ {
+				if _, err := p.Process(context.Background(), cmd, fop.Blob{Data: storm}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
