@@ -7,7 +7,7 @@ import "github.com/qufop/qufop/fop/image/vips"
 // input and parameters (a new default quality, a metadata rule, a resampler):
 // it is part of every result's ETag, so clients and CDNs holding a result of
 // the old output revalidate to the new one instead of getting 304s.
-const outputVersion = "1"
+const outputVersion = "2"
 
 // Version is the version of the built-in image commands' output: ours and
 // that of the libvips the gateway links (a libvips upgrade changes encoders

@@ -166,11 +166,20 @@ func (x *Image) view2(p view2Params, in fop.Blob) (fop.Blob, error) {
 	if src.hdr.Format == "jpeg" {
 		o.quality = EffectiveQuality(p.q, p.qForced, EstimateJPEGQuality(in.Data), src.w, src.h, plan.cw, plan.ch)
 	}
-	im, err := vips.Thumbnail(in.Data, vips.ThumbnailOptions{
-		Width: plan.tw, Height: plan.th, Size: vips.SizeForce,
-		AllPages:        src.hdr.Pages > 1 && animatedFormat(o.format),
-		FailOnTruncated: true,
-	})
+	// A derived image keeps no metadata (docs/processing-urls.md,
+	// "Metadata"): it is upright and in sRGB, so neither the orientation
+	// nor a colour profile is needed, and the source's EXIF (a camera's
+	// 10 KB, its thumbnail, GPS) would outweigh a thumbnail's pixels.
+	o.strip = true
+	var im *vips.Image
+	if src.hdr.Pages > 1 && animatedFormat(o.format) {
+		im, err = vips.Thumbnail(in.Data, vips.ThumbnailOptions{
+			Width: plan.tw, Height: plan.th, Size: vips.SizeForce,
+			AllPages: true, FailOnTruncated: true,
+		})
+	} else {
+		im, err = scaleStill(src, plan.tw, plan.th)
+	}
 	if err != nil {
 		return fop.Blob{}, failed(err)
 	}
@@ -188,4 +197,21 @@ func (x *Image) view2(p view2Params, in fop.Blob) (fop.Blob, error) {
 		return fop.Blob{}, failed(err)
 	}
 	return fop.Blob{Data: b, MIME: mimes[o.format], Derived: true}, nil
+}
+
+// scaleStill decodes the first frame of src and scales it to tw×th
+// upright: the JPEG decoded at the DCT scale that keeps it at least as
+// large as needed, then a lanczos3 reduce (imgproxy's pipeline).
+func scaleStill(src *source, tw, th int) (*vips.Image, error) {
+	sw, sh := tw, th // the result as stored, before orientation
+	if src.hdr.Swapped() {
+		sw, sh = th, tw
+	}
+	jpeg := src.hdr.Format == "jpeg"
+	return vips.Scale(src.data, vips.ScaleOptions{
+		Width: sw, Height: sh, JPEG: jpeg,
+		JPEGShrink:      vips.JPEGShrink(src.hdr.Width, src.hdr.Height, sw, sh),
+		Orientation:     src.hdr.Orientation,
+		FailOnTruncated: true,
+	})
 }
