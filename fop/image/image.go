@@ -315,6 +315,16 @@ func encode(im *vips.Image, o output) ([]byte, error) {
 			return nil, err
 		}
 	}
+	// What is kept of the source's metadata never includes its EXIF
+	// thumbnail (a preview of what a crop may have cut away) or its GPS
+	// position (docs/processing-urls.md, "Metadata").
+	if !o.strip {
+		if _, ok := cur.Exif(); ok {
+			if err := step(cur.DropPrivateExif()); err != nil {
+				return nil, err
+			}
+		}
+	}
 	switch o.format {
 	case "jpeg":
 		if err := step(cur.FlattenWhite()); err != nil {
