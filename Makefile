@@ -8,7 +8,7 @@ PKGS    := ./...
 FUZZTIME ?= 20s
 PREFIX  ?= /usr/local
 
-.PHONY: all deps build install run test test-nomad vet fmt-check fuzz bench bench-ufop services clean
+.PHONY: all deps build install run test test-nomad test-terraform-module vet fmt-check fuzz bench bench-ufop services clean
 
 all: build
 
@@ -32,7 +32,7 @@ run: build services
 # It installs what is missing and starts dockerd and the registry first,
 # lists every skipped test and why at the end, and then checks that the
 # tests left nothing behind on the Docker daemon and in the registry.
-test: deps services fmt-check vet
+test: deps services fmt-check vet test-terraform-module
 	set -o pipefail; status=0; \
 	$(GO) test -count=1 -json $(PKGS) | $(GO) run ./internal/testsummary || status=$$?; \
 	bash .ci/leftovers.sh || status=1; \
@@ -45,6 +45,21 @@ test-nomad: deps services
 	$(GO) test -count=1 -v -timeout 40m -run 'TestRealNomadAndConsul|TestRealNomadScaler|TestRealNomadScalingBlock|TestRealConsulLock|TestNomadPlatformJobs|TestJobspecsValidate' ./e2e || status=$$?; \
 	bash .ci/leftovers.sh || status=1; \
 	exit $$status
+
+# OpenTofu on the provider-free module terraform/modules/nomad-cluster-config:
+# `tofu fmt -check` of terraform/ and its `tofu test` (plan-only runs, no
+# provider, a few seconds). tofu from PATH or $(go env GOPATH)/bin, where
+# .ci/deps.sh builds it; skipped, saying so, without it.
+TOFU ?= $(shell command -v tofu 2>/dev/null || echo $$($(GO) env GOPATH)/bin/tofu)
+
+test-terraform-module:
+	@if [ ! -x "$(TOFU)" ]; then \
+	  echo "SKIP test-terraform-module: no tofu on PATH or in \$$(go env GOPATH)/bin (.ci/deps.sh builds OpenTofu v1.6.3)"; exit 0; \
+	fi; \
+	set -e; export TF_CLI_CONFIG_FILE=/dev/null CHECKPOINT_DISABLE=1; \
+	$(TOFU) version | head -1; \
+	$(TOFU) fmt -check -recursive -diff terraform/; \
+	cd terraform/modules/nomad-cluster-config && $(TOFU) test -no-color
 
 vet:
 	$(GO) vet $(PKGS)
