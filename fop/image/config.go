@@ -24,6 +24,10 @@ type Config struct {
 	MaxGIFFrames int
 	// DefaultQuality is the JPEG/WebP quality when the command gives none.
 	DefaultQuality int
+	// WholeImageBudget is how many bytes of decoded images the
+	// whole-image operations (rotate, auto-orient of a turned image) may
+	// hold at once on this node (budget.go).
+	WholeImageBudget int64
 	// Objects reads the stored objects a command names (watermark/1's
 	// image); nil: such commands answer 400.
 	Objects Objects
@@ -39,6 +43,9 @@ func NewDefaultConfig() Config {
 		MaxOutPixels:   24_999_999,
 		MaxGIFFrames:   200,
 		DefaultQuality: 75,
+		// A 150 MP RGB source (Qiniu's pixel limit) fits alone; on the
+		// 2-core reference machine the gateway then peaks under 1 GB.
+		WholeImageBudget: 512 << 20,
 	}
 }
 
@@ -58,6 +65,9 @@ func (c *Config) Validate() error {
 	pos("MaxOutSide", c.MaxOutSide)
 	pos("MaxOutPixels", c.MaxOutPixels)
 	pos("MaxGIFFrames", c.MaxGIFFrames)
+	if c.WholeImageBudget <= 0 {
+		es = append(es, fmt.Errorf("image: WholeImageBudget must be positive, got %d", c.WholeImageBudget))
+	}
 	if c.DefaultQuality < 1 || c.DefaultQuality > 100 {
 		es = append(es, fmt.Errorf("image: DefaultQuality must be in 1..100, got %d", c.DefaultQuality))
 	}

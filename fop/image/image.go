@@ -47,7 +47,8 @@ import (
 
 // Image holds the configuration shared by the image commands.
 type Image struct {
-	cfg Config
+	cfg    Config
+	budget *budget // of the whole-image operations
 }
 
 // New validates cfg and starts libvips.
@@ -58,7 +59,7 @@ func New(cfg Config) (*Image, error) {
 	if err := vips.Startup(); err != nil {
 		return nil, err
 	}
-	return &Image{cfg: cfg}, nil
+	return &Image{cfg: cfg, budget: newBudget(cfg.WholeImageBudget)}, nil
 }
 
 // Config returns the configuration in use.

@@ -200,21 +200,27 @@ func (c *ImageMogr2) Process(ctx context.Context, cmd fop.Cmd, in fop.Blob) (fop
 	if err != nil {
 		return fop.Blob{}, err
 	}
-	out, err := run(ctx, in.Data, func() (fop.Blob, error) { return c.x.mogr2(p, in) })
+	out, err := run(ctx, in.Data, func() (fop.Blob, error) { return c.x.mogr2(ctx, p, in) })
 	if err == nil && p.limit.orig && p.limit.keepOriginal(len(out.Data), len(in.Data)) {
 		return in, nil
 	}
 	return ignoreOr(in, p.ignore, out, err)
 }
 
-func (x *Image) mogr2(p mogr2Params, in fop.Blob) (fop.Blob, error) {
+func (x *Image) mogr2(ctx context.Context, p mogr2Params, in fop.Blob) (fop.Blob, error) {
 	src, err := x.open(in, true)
 	if err != nil {
 		return fop.Blob{}, err
 	}
-	if err := x.mogr2Plan(src, p.ops); err != nil {
+	need, err := x.mogr2Plan(src, p.ops)
+	if err != nil {
 		return fop.Blob{}, err
 	}
+	release, err := x.budget.take(ctx, need, "imageMogr2")
+	if err != nil {
+		return fop.Blob{}, err
+	}
+	defer release()
 	im, ops, err := x.mogr2Load(src, p.ops)
 	if err != nil {
 		return fop.Blob{}, failed(err)
@@ -331,14 +337,22 @@ func (p mogr2Params) bgOr(def Colour) Colour {
 // takes a size no larger than libvips' (the bounding box, rounded down
 // less a pixel), so that it never refuses what the run would accept. A
 // crop outside the image ends the plan: the run names that error.
-func (x *Image) mogr2Plan(src *source, ops []mogrOp) error {
+//
+// It returns the memory the whole-image operations need (the largest image
+// one of them holds whole), for the budget.
+func (x *Image) mogr2Plan(src *source, ops []mogrOp) (int64, error) {
 	w, h := src.hdr.Width, src.hdr.Height
 	oriented := false
+	var need int64
+	whole := func() { need = max(need, int64(w)*int64(h)*bytesPerPixel(src.hdr.Bands, src.hdr.BandFormat)) }
 	grav := northWest
 	for _, op := range ops {
 		switch op.kind {
 		case opAutoOrient:
 			if !oriented {
+				if src.hdr.Orientation > 1 {
+					whole()
+				}
 				w, h, oriented = src.w, src.h, true
 			}
 		case opThumbnail:
@@ -348,7 +362,7 @@ func (x *Image) mogr2Plan(src *source, ops []mogrOp) error {
 		case opCrop:
 			_, _, cw, ch, ok := op.crop.rect(w, h, grav)
 			if !ok {
-				return nil
+				return need, nil
 			}
 			w, h = cw, ch
 		case opExtent:
@@ -356,6 +370,9 @@ func (x *Image) mogr2Plan(src *source, ops []mogrOp) error {
 		case opBorder:
 			w, h = w+2*op.w, h+2*op.h
 		case opRotate:
+			if op.degrees%360 != 0 {
+				whole()
+			}
 			switch op.degrees % 360 {
 			case 90, 270:
 				w, h = h, w
@@ -368,10 +385,10 @@ func (x *Image) mogr2Plan(src *source, ops []mogrOp) error {
 			}
 		}
 		if err := x.checkWork(w, h); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return x.checkOut(w, h)
+	return need, x.checkOut(w, h)
 }
 
 // mogr2Load decodes the input for imageMogr2. When the operations start
