@@ -381,7 +381,12 @@ func (x *Image) mogr2Plan(src *source, ops []mogrOp) (int64, error) {
 				a := float64(op.degrees) * math.Pi / 180
 				c, s := math.Abs(math.Cos(a)), math.Abs(math.Sin(a))
 				fw, fh := float64(w), float64(h)
+				in := int64(w) * int64(h)
 				w, h = max(1, int(fw*c+fh*s)-1), max(1, int(fw*s+fh*c)-1)
+				// An arbitrary angle also renders its bounding box
+				// (bench/memory.sh: 707 MB for two at once on 20 MP,
+				// against 458 MB for rotate/90).
+				need = max(need, (in+int64(w)*int64(h))*bytesPerPixel(src.hdr.Bands, src.hdr.BandFormat))
 			}
 		}
 		if err := x.checkWork(w, h); err != nil {
