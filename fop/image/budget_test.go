@@ -30,7 +30,7 @@ func TestWholeImageBudget(t *testing.T) {
 		need int64
 	}{
 		{"imageMogr2/rotate/90", storm, 1920 * 1080 * 3},
-		{"imageMogr2/rotate/45", storm, (1920*1080 + 2120*2120) * 3}, // and the bounding box
+		{"imageMogr2/rotate/45", storm, (1920*1080 + 2120*2120) * 3},  // and the bounding box
 		{"imageMogr2/thumbnail/400x/rotate/90", storm, 400 * 225 * 3}, // rotated after the shrink
 		{"imageMogr2/auto-orient/thumbnail/400x", blinds, 1920 * 1200 * 3},
 		{"imageMogr2/auto-orient/thumbnail/400x", storm, 0}, // orientation 1: nothing to turn
