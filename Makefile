@@ -39,10 +39,12 @@ test: deps services fmt-check vet test-terraform-module
 	exit $$status
 
 # The platform on real `nomad agent -dev` and `consul agent -dev` (v1.6.5 and
-# v1.16.3 on PATH; skipped, saying so, without them).
+# v1.16.3 on PATH; skipped, saying so, without them), and a cluster of three
+# servers and a client booted on loopback from the files that
+# terraform/modules/nomad-cluster-config renders (also needs tofu).
 test-nomad: deps services
 	set -o pipefail; status=0; \
-	$(GO) test -count=1 -v -timeout 40m -run 'TestRealNomadAndConsul|TestRealNomadScaler|TestRealNomadScalingBlock|TestRealConsulLock|TestNomadPlatformJobs|TestJobspecsValidate' ./e2e || status=$$?; \
+	$(GO) test -count=1 -v -timeout 40m -run 'TestRealNomadAndConsul|TestRealNomadScaler|TestRealNomadScalingBlock|TestRealConsulLock|TestNomadPlatformJobs|TestJobspecsValidate|TestTerraformClusterConfigBoots' ./e2e || status=$$?; \
 	bash .ci/leftovers.sh || status=1; \
 	exit $$status
 

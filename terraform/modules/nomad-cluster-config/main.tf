@@ -38,10 +38,14 @@ locals {
     region       = var.region
     datacenter   = var.datacenter
     bind_addr    = var.bind_addr
+    advertise    = coalesce(var.advertise_addr, var.bind_addr)
     ports        = local.ports
     tls          = local.tls
     acl_enabled  = var.acl_enabled
     server_count = var.server_count
+    # Nomad's address of its node's Consul agent.
+    consul_agent_addr = var.consul_agent_addr
+    node_name         = var.node_name
   }
 
   server = {

@@ -296,6 +296,17 @@ variable "bind_addr" {
   }
 }
 
+variable "advertise_addr" {
+  description = "Address the agents advertise to the others (null: bind_addr; a go-sockaddr template is allowed). Nomad refuses to default it to a loopback address."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.advertise_addr == null || (length(coalesce(var.advertise_addr, "-")) > 0 && !can(regex("[\"\\\\\\n]", coalesce(var.advertise_addr, "-"))) && coalesce(var.advertise_addr, "-") != "0.0.0.0")
+    error_message = "advertise_addr must be an address (not 0.0.0.0) or go-sockaddr template, without double quotes, backslashes or newlines."
+  }
+}
+
 variable "consul_client_addr" {
   description = "Addresses Consul's HTTP and DNS listen on (space-separated): loopback for the node's Nomad, the node's address for the jobs (CONSUL_HTTP_ADDR=http://<node>:8500)."
   type        = string
@@ -304,6 +315,28 @@ variable "consul_client_addr" {
   validation {
     condition     = length(var.consul_client_addr) > 0 && !can(regex("[\"\\\\\\n]", var.consul_client_addr))
     error_message = "consul_client_addr must be non-empty, without double quotes, backslashes or newlines."
+  }
+}
+
+variable "node_name" {
+  description = "Node name of both agents (null: the machine's host name, as on real machines; set it to run several agents on one host)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.node_name == null || can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", coalesce(var.node_name, "-")))
+    error_message = "node_name must be letters, digits, '.', '-' and '_', starting with a letter or digit, at most 63 characters."
+  }
+}
+
+variable "consul_agent_addr" {
+  description = "Address Nomad reaches its node's Consul agent at (one of consul_client_addr)."
+  type        = string
+  default     = "127.0.0.1"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", var.consul_agent_addr))
+    error_message = "consul_agent_addr must be a host name or IPv4 address without a port (the port is ports.consul_http, or ports.consul_https with TLS)."
   }
 }
 

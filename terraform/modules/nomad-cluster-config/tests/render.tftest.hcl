@@ -58,6 +58,10 @@ run "three_servers_two_clients" {
     error_message = "Consul runs as a server on servers only."
   }
   assert {
+    condition     = !strcontains(output.server.nomad_hcl, "name       =") && !strcontains(output.server.consul_hcl, "node_name")
+    error_message = "Without node_name the agents take the host name."
+  }
+  assert {
     condition     = !strcontains(output.clients.gateway.consul_hcl, "bootstrap_expect")
     error_message = "A Consul client must not have bootstrap_expect."
   }
@@ -290,7 +294,9 @@ run "single_host_overrides" {
   variables {
     retry_join         = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
     bind_addr          = "127.0.0.1"
-    consul_client_addr = "127.0.0.1"
+    consul_client_addr = "127.0.0.2"
+    consul_agent_addr  = "127.0.0.2"
+    node_name          = "server-2"
     ports              = { nomad_http = 14646, consul_http = 18500, consul_serf_lan = 18301, nomad_rpc = 14647 }
     paths              = { nomad_data = "/tmp/t/nomad", consul_data = "/tmp/t/consul" }
   }
@@ -300,11 +306,27 @@ run "single_host_overrides" {
     error_message = "Overridden ports reach the join addresses."
   }
   assert {
-    condition     = strcontains(output.server.nomad_hcl, "http = 14646") && strcontains(output.server.nomad_hcl, "serf = 4648") && strcontains(output.server.nomad_hcl, "address = \"127.0.0.1:18500\"")
+    condition     = strcontains(output.server.nomad_hcl, "http = 14646") && strcontains(output.server.nomad_hcl, "serf = 4648") && strcontains(output.server.nomad_hcl, "address = \"127.0.0.2:18500\"")
     error_message = "Overridden ports reach Nomad, the others keep their defaults, and Nomad finds Consul on its HTTP port."
   }
   assert {
-    condition     = strcontains(output.server.nomad_hcl, "data_dir   = \"/tmp/t/nomad\"") && strcontains(output.server.consul_hcl, "data_dir    = \"/tmp/t/consul\"") && strcontains(output.server.consul_hcl, "client_addr = \"127.0.0.1\"")
+    condition     = strcontains(output.server.nomad_hcl, "data_dir   = \"/tmp/t/nomad\"") && strcontains(output.server.consul_hcl, "data_dir    = \"/tmp/t/consul\"") && strcontains(output.server.consul_hcl, "client_addr = \"127.0.0.2\"")
     error_message = "Overridden paths and addresses reach the agents."
+  }
+  assert {
+    condition     = strcontains(output.server.nomad_hcl, "\nname       = \"server-2\"\n") && strcontains(output.clients.gateway.consul_hcl, "\nnode_name   = \"server-2\"\n")
+    error_message = "node_name names both agents."
+  }
+  assert {
+    condition     = can(regex("ports \\{\\s*http\\s*=\\s*18500\\s*https\\s*=\\s*-1\\s*grpc\\s*=\\s*8502\\s*dns\\s*=\\s*8600\\s*server\\s*=\\s*8300\\s*serf_lan\\s*=\\s*18301\\s*serf_wan\\s*=\\s*8302\\s*\\}", output.clients.gateway.consul_hcl))
+    error_message = "Consul listens on the ports given, each on its own line of the ports block (serf_lan where the others join)."
+  }
+  assert {
+    condition     = can(regex("ports \\{\\s*http\\s*=\\s*14646\\s*rpc\\s*=\\s*14647\\s*serf\\s*=\\s*4648\\s*\\}", output.server.nomad_hcl))
+    error_message = "Nomad listens on the ports given (rpc where clients join, serf where servers join)."
+  }
+  assert {
+    condition     = can(regex("(?m)^advertise \\{\\s*http\\s*=\\s*\"127.0.0.1\"\\s*rpc\\s*=\\s*\"127.0.0.1\"\\s*serf\\s*=\\s*\"127.0.0.1\"", output.clients.gateway.nomad_hcl)) && strcontains(output.server.consul_hcl, "advertise_addr = \"127.0.0.1\"")
+    error_message = "The agents advertise bind_addr when advertise_addr is null (Nomad refuses to default to loopback)."
   }
 }

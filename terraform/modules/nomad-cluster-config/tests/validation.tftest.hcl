@@ -184,3 +184,15 @@ run "duplicate_ports" {
   variables { ports = { nomad_http = 8500 } }
   expect_failures = [var.ports]
 }
+
+run "consul_agent_addr_with_port" {
+  command = plan
+  variables { consul_agent_addr = "127.0.0.1:8500" }
+  expect_failures = [var.consul_agent_addr]
+}
+
+run "node_name_with_space" {
+  command = plan
+  variables { node_name = "server 1" }
+  expect_failures = [var.node_name]
+}
