@@ -9,6 +9,7 @@
 #   bash bench/compare.sh
 #   ROUNDS=5 DURATION=10s bash bench/compare.sh
 #   QUFOP_FLAGS="--workers 4" bash bench/compare.sh   # more flags for qufop dev
+#   ONLY='png|w800' bash bench/compare.sh            # some workloads only
 #
 # Per workload it reports the median over the rounds of qufop's throughput
 # divided by imgproxy's (goal: >= 1.1), both p99s, the result's bytes, and
@@ -62,6 +63,13 @@ workloads=(
   "jpeg-20mp-w200|/img/kleiber-6028x3391.jpg?imageView2/2/w/200/q/75|/insecure/rs:fit:200:0/q:75/plain/local:///kleiber-6028x3391.jpg@jpg"
   "png-w200|/img/mate-stripes-dark-1920x1440.png?imageView2/2/w/200|/insecure/rs:fit:200:0/plain/local:///mate-stripes-dark-1920x1440.png@png"
 )
+
+# ONLY (a regular expression) keeps the workloads whose name matches it.
+if [ -n "${ONLY:-}" ]; then
+  kept=()
+  for w in "${workloads[@]}"; do [[ ${w%%|*} =~ $ONLY ]] && kept+=("$w"); done
+  workloads=("${kept[@]}")
+fi
 
 # check NAME URL: one request; prints "status size WxH".
 check() {

@@ -240,6 +240,65 @@ func TestReadContainer(t *testing.T) {
 		if !ok || err != nil || c.w != h.Width || c.h != h.Height || c.frames != 1 || c.truncated {
 			t.Errorf("%s: container %+v %v, libvips %dx%d %v", name, c, ok, h.Width, h.Height, err)
 		}
+		// A plain JPEG's header is read without libvips: it must say what
+		// libvips' would.
+		if jh, ok := jpegHeader(b); ok {
+			if jh.Width != h.Width || jh.Height != h.Height || jh.Bands != h.Bands || jh.Orientation != h.Orientation ||
+				jh.Interpretation != h.Interpretation || jh.BandFormat != h.BandFormat || jh.Format != h.Format || jh.Pages != h.Pages {
+				t.Errorf("%s: header from the markers %+v, libvips %+v", name, jh, h)
+			}
+		} else if c.format == "jpeg" {
+			t.Errorf("%s: a camera JPEG's header was not read from its markers", name)
+		}
+	}
+	// Orientation: absent, each value, and blocks that do not parse.
+	exif := func(order string, entries ...[3]uint16) []byte {
+		var b []byte
+		put16 := func(v uint16) {
+			if order == "II" {
+				b = append(b, byte(v), byte(v>>8))
+			} else {
+				b = append(b, byte(v>>8), byte(v))
+			}
+		}
+		b = append(b, order...)
+		put16(42)
+		if order == "II" {
+			b = append(b, 8, 0, 0, 0)
+		} else {
+			b = append(b, 0, 0, 0, 8)
+		}
+		put16(uint16(len(entries)))
+		for _, e := range entries { // tag, type, value (count 1)
+			put16(e[0])
+			put16(e[1])
+			if order == "II" {
+				b = append(b, 1, 0, 0, 0)
+			} else {
+				b = append(b, 0, 0, 0, 1)
+			}
+			put16(e[2])
+			b = append(b, 0, 0)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		t    []byte
+		o    int
+		ok   bool
+	}{
+		{"little-endian 6", exif("II", [3]uint16{0x010f, 2, 0}, [3]uint16{0x0112, 3, 6}), 6, true},
+		{"big-endian 8", exif("MM", [3]uint16{0x0112, 3, 8}), 8, true},
+		{"no orientation", exif("II", [3]uint16{0x010f, 2, 0}), 0, true},
+		{"orientation 9", exif("II", [3]uint16{0x0112, 3, 9}), 0, false},
+		{"orientation as a LONG", exif("MM", [3]uint16{0x0112, 4, 6}), 0, false},
+		{"not TIFF", []byte("XX*\x00\x08\x00\x00\x00"), 0, false},
+		{"cut", exif("II", [3]uint16{0x0112, 3, 6})[:12], 0, false},
+	} {
+		if o, ok := exifOrientation(tc.t); o != tc.o || ok != tc.ok {
+			t.Errorf("%s: %d %v, want %d %v", tc.name, o, ok, tc.o, tc.ok)
+		}
 	}
 	for name, want := range map[string]bool{"storm-1920x1080.jpg": false, "blinds-exif-o6-gps.jpg": false, "kleiber-6028x3391.jpg": false} {
 		b := mustRead(testdata + name)
@@ -252,12 +311,12 @@ func TestReadContainer(t *testing.T) {
 		t.Errorf("5-frame GIF: %+v %v", c, ok)
 	}
 	for name, want := range map[string]container{
-		"jpeg-65535x65535.jpg":     {format: "jpeg", w: 65535, h: 65535, frames: 1},
+		"jpeg-65535x65535.jpg":     {format: "jpeg", w: 65535, h: 65535, frames: 1, components: 1, orientOK: true},
 		"png-65535x65535.png":      {format: "png", w: 65535, h: 65535, frames: 1},
 		"png-bomb-20000x20000.png": {format: "png", w: 20000, h: 20000, frames: 1},
 		"gif-10000-frames.gif":     {format: "gif", w: 1, h: 1, frames: 10000},
 		"png-truncated.png":        {format: "png", w: 1920, h: 1440, frames: 1, truncated: true},
-		"jpeg-truncated.jpg":       {format: "jpeg", w: 1920, h: 1080, frames: 1},
+		"jpeg-truncated.jpg":       {format: "jpeg", w: 1920, h: 1080, frames: 1, components: 3, orientation: 1, orientOK: true},
 	} {
 		if c, ok := readContainer(bombBytes(t, name)); !ok || c != want {
 			t.Errorf("%s: %+v %v, want %+v", name, c, ok, want)

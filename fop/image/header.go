@@ -20,6 +20,12 @@ type container struct {
 	w, h      int
 	frames    int  // GIF: image descriptors; 1 otherwise
 	truncated bool // PNG: the data ends before IEND
+	// JPEG: the SOF's components, and the EXIF orientation (0: none);
+	// orientOK is false when an EXIF block was there but could not be
+	// read here (libvips' header read then decides).
+	components  int
+	orientation int
+	orientOK    bool
 }
 
 // readContainer parses data's container; ok is false when it is not a
@@ -38,6 +44,7 @@ func readContainer(data []byte) (c container, ok bool) {
 
 // readJPEG walks the marker segments up to the first SOF.
 func readJPEG(b []byte) (container, bool) {
+	orient, orientOK, seenExif := 0, true, false
 	for i := 2; i+4 <= len(b); {
 		if b[i] != 0xff {
 			return container{}, false
@@ -61,7 +68,15 @@ func readJPEG(b []byte) (container, bool) {
 			}
 			h := int(binary.BigEndian.Uint16(b[i+5:]))
 			w := int(binary.BigEndian.Uint16(b[i+7:]))
-			return container{format: "jpeg", w: w, h: h, frames: 1}, true
+			c := container{format: "jpeg", w: w, h: h, frames: 1, orientation: orient, orientOK: orientOK}
+			if i+10 <= len(b) {
+				c.components = int(b[i+9])
+			}
+			return c, true
+		}
+		if m == 0xe1 && !seenExif && i+4+n-2 <= len(b) && bytes.HasPrefix(b[i+4:], []byte("Exif\x00\x00")) {
+			seenExif = true
+			orient, orientOK = exifOrientation(b[i+10 : i+2+n])
 		}
 		if n < 2 {
 			return container{}, false
@@ -161,4 +176,48 @@ func cutJPEG(b []byte) bool {
 		return false
 	}
 	return bytes.LastIndex(b, []byte("\xff\xd9")) < bytes.LastIndex(b, []byte("\xff\xda"))
+}
+
+// exifOrientation reads the Orientation tag (0x0112) of IFD0 of a TIFF
+// structure (an EXIF block after its "Exif\0\0"): 0 when there is none,
+// ok false when the block does not parse.
+func exifOrientation(t []byte) (int, bool) {
+	if len(t) < 8 {
+		return 0, false
+	}
+	var bo binary.ByteOrder
+	switch string(t[:2]) {
+	case "II":
+		bo = binary.LittleEndian
+	case "MM":
+		bo = binary.BigEndian
+	default:
+		return 0, false
+	}
+	if bo.Uint16(t[2:]) != 42 {
+		return 0, false
+	}
+	off := int(bo.Uint32(t[4:]))
+	if off < 8 || off+2 > len(t) {
+		return 0, false
+	}
+	n := int(bo.Uint16(t[off:]))
+	for k := 0; k < n; k++ {
+		e := off + 2 + 12*k
+		if e+12 > len(t) {
+			return 0, false
+		}
+		if bo.Uint16(t[e:]) != 0x0112 {
+			continue
+		}
+		if bo.Uint16(t[e+2:]) != 3 || bo.Uint32(t[e+4:]) != 1 { // one SHORT
+			return 0, false
+		}
+		v := int(bo.Uint16(t[e+8:]))
+		if v < 1 || v > 8 {
+			return 0, false
+		}
+		return v, true
+	}
+	return 0, true
 }

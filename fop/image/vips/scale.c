@@ -38,7 +38,12 @@ qf_scale(const void *buf, size_t len, int jpeg, int shrink, int fail,
 
 	if (in->Xsize != w || in->Ysize != h) {
 		if (vips_image_hasalpha(in)) {
-			if (vips_premultiply(in, &t[1], NULL))
+			/* Premultiplied, then back to the input's format: the
+			 * resize runs on 8-bit bands (libvips' vector paths), not on
+			 * floats, at the cost of rounding the premultiplied colour
+			 * (imgproxy does the same). */
+			if (vips_premultiply(in, &t[9], NULL) ||
+				vips_cast(t[9], &t[1], format, NULL))
 				goto fail;
 			in = t[1];
 			premultiplied = 1;
