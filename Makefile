@@ -41,10 +41,11 @@ test: deps services fmt-check vet test-terraform-module
 # The platform on real `nomad agent -dev` and `consul agent -dev` (v1.6.5 and
 # v1.16.3 on PATH; skipped, saying so, without them), and a cluster of three
 # servers and a client booted on loopback from the files that
-# terraform/modules/nomad-cluster-config renders (also needs tofu).
+# terraform/modules/nomad-cluster-config renders, and its other variants
+# checked by `consul validate` / `nomad config validate` (also need tofu).
 test-nomad: deps services
 	set -o pipefail; status=0; \
-	$(GO) test -count=1 -v -timeout 40m -run 'TestRealNomadAndConsul|TestRealNomadScaler|TestRealNomadScalingBlock|TestRealConsulLock|TestNomadPlatformJobs|TestJobspecsValidate|TestTerraformClusterConfigBoots' ./e2e || status=$$?; \
+	$(GO) test -count=1 -v -timeout 40m -run 'TestRealNomadAndConsul|TestRealNomadScaler|TestRealNomadScalingBlock|TestRealConsulLock|TestNomadPlatformJobs|TestJobspecsValidate|TestTerraformClusterConfigBoots|TestTerraformClusterConfigValidates' ./e2e || status=$$?; \
 	bash .ci/leftovers.sh || status=1; \
 	exit $$status
 

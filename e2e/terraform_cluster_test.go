@@ -17,6 +17,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 )
 
 // The agents of TestTerraformClusterConfigBoots: three server machines and
@@ -46,6 +47,26 @@ func requireTofu(t *testing.T) string {
 	}
 	t.Skip("skipping: needs `tofu` (OpenTofu v1.6.3) on PATH or in $(go env GOPATH)/bin; .ci/deps.sh builds it")
 	return ""
+}
+
+// tofuRender runs `tofu init` and `tofu apply` in root (a root module
+// with no resource: outputs only, in a local state) and returns `tofu output
+// -json`.
+func tofuRender(t *testing.T, tofu, root string, env []string) []byte {
+	t.Helper()
+	env = append(env, "TF_CLI_CONFIG_FILE=/dev/null", "CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1")
+	run := func(args ...string) []byte {
+		cmd := exec.Command(tofu, args...)
+		cmd.Dir, cmd.Env = root, env
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		require.NoError(t, err, "tofu %s: %s%s", strings.Join(args, " "), out, stderr.String())
+		return out
+	}
+	run("init", "-input=false", "-no-color")
+	run("apply", "-input=false", "-no-color", "-auto-approve")
+	return run("output", "-json")
 }
 
 // waitUntil polls ok every 500 ms until it is true, failing t with the
@@ -160,20 +181,9 @@ output "gossip" {
 		return base64.StdEncoding.EncodeToString(b)
 	}
 	nomadKey, consulKey := key(), key()
-	env := append(os.Environ(), "TF_CLI_CONFIG_FILE=/dev/null", "CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1",
-		"TF_VAR_dir="+dir, "TF_VAR_nomad_gossip_key="+nomadKey, "TF_VAR_consul_gossip_key="+consulKey)
-	run := func(args ...string) []byte {
-		cmd := exec.Command(tofu, args...)
-		cmd.Dir, cmd.Env = root, env
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		require.NoError(t, err, "tofu %s: %s%s", strings.Join(args, " "), out, stderr.String())
-		return out
-	}
+	env := append(os.Environ(), "TF_VAR_dir="+dir, "TF_VAR_nomad_gossip_key="+nomadKey, "TF_VAR_consul_gossip_key="+consulKey)
 	start := time.Now()
-	run("init", "-input=false", "-no-color")
-	run("apply", "-input=false", "-no-color", "-auto-approve") // no resource: outputs only, local state
+	rendered := tofuRender(t, tofu, root, env)
 	var out struct {
 		Files struct {
 			Value map[string]struct{ Nomad, Consul string }
@@ -185,7 +195,7 @@ output "gossip" {
 			}
 		}
 	}
-	require.NoError(t, json.Unmarshal(run("output", "-json"), &out))
+	require.NoError(t, json.Unmarshal(rendered, &out))
 	t.Logf("tofu init + apply + output: %s", time.Since(start).Round(time.Millisecond))
 	require.Len(t, out.Files.Value, 4)
 	require.NotEmpty(t, out.Gossip.Value.Nomad)
@@ -323,5 +333,170 @@ output "gossip" {
 		require.Equal(t, "true", node.Attributes["driver.docker.volumes.enabled"])
 	} else {
 		t.Log("no Docker on this machine: the docker plugin's volumes.enabled is not checked")
+	}
+}
+
+// TestTerraformClusterConfigValidates renders terraform/modules/nomad-cluster-config
+// with tofu in the variants TestTerraformClusterConfigBoots does not boot
+// (TLS with certificates made by `consul tls`, ACLs, five servers, a TLS
+// registry, gossip keys, install from release archives) and checks every
+// file with the real tools: `consul validate` and `nomad config validate` on
+// each machine's config folder, daemon.json as JSON, the cloud-init
+// documents as YAML whose write_files are the rendered files.
+func TestTerraformClusterConfigValidates(t *testing.T) {
+	nomadBin, consulBin := requireNomadConsul(t)
+	tofu := requireTofu(t)
+	module, err := filepath.Abs("../terraform/modules/nomad-cluster-config")
+	require.NoError(t, err)
+	dir := t.TempDir()
+
+	// A CA and a server certificate, as an operator would make them.
+	certs := filepath.Join(dir, "certs")
+	require.NoError(t, os.Mkdir(certs, 0o755))
+	for _, args := range [][]string{{"tls", "ca", "create"}, {"tls", "cert", "create", "-server", "-dc", "dc1"}} {
+		cmd := exec.Command(consulBin, args...)
+		cmd.Dir = certs
+		b, err := cmd.CombinedOutput()
+		require.NoError(t, err, "consul %v: %s", args, b)
+	}
+
+	root := filepath.Join(dir, "root")
+	require.NoError(t, os.Mkdir(root, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "main.tf"), []byte(fmt.Sprintf(`
+variable "gossip_key" {
+  type      = string
+  sensitive = true
+}
+
+locals {
+  variants = {
+    plain = {}
+    secure = {
+      acl_enabled = true
+      tls = {
+        enabled   = true
+        ca_file   = "%[2]s/consul-agent-ca.pem"
+        cert_file = "%[2]s/dc1-server-consul-0.pem"
+        key_file  = "%[2]s/dc1-server-consul-0-key.pem"
+      }
+      registry_tls     = true
+      registry_ca_file = "%[2]s/consul-agent-ca.pem"
+    }
+    five = { server_count = 5, install_from = "releases" }
+  }
+}
+
+module "v" {
+  source   = %[1]q
+  for_each = local.variants
+
+  server_count      = lookup(each.value, "server_count", 3)
+  retry_join        = lookup(each.value, "server_count", 3) == 5 ? ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"] : ["provider=aws tag_key=role tag_value=qufop-server"]
+  acl_enabled       = lookup(each.value, "acl_enabled", false)
+  tls               = lookup(each.value, "tls", { enabled = false })
+  registry_address  = "10.0.0.21:5000"
+  registry_tls      = lookup(each.value, "registry_tls", false)
+  registry_ca_file  = lookup(each.value, "registry_ca_file", null)
+  install_from      = lookup(each.value, "install_from", "apt")
+  node_pools        = { infra = "registry and builder" }
+  bucket_folders    = { demo = "/srv/qufop/buckets/demo", photos = "/data/photos" }
+  nomad_gossip_key  = var.gossip_key
+  consul_gossip_key = var.gossip_key
+  client_classes = {
+    gateway = { count = 2, registry = false, meta = { "qufop.role" = "gateway" } }
+    infra   = { count = 1, buckets = false, node_pool = "infra" }
+  }
+}
+
+output "v" {
+  value = { for name, m in module.v : name => {
+    server            = m.server
+    clients           = m.clients
+    gossip            = m.gossip
+    server_cloud_init = m.server_cloud_init
+    client_cloud_init = m.client_cloud_init
+  } }
+  sensitive = true
+}
+`, module, certs)), 0o644))
+
+	b := make([]byte, 32)
+	_, err = rand.Read(b)
+	require.NoError(t, err)
+	rendered := tofuRender(t, tofu, root, append(os.Environ(), "TF_VAR_gossip_key="+base64.StdEncoding.EncodeToString(b)))
+
+	type files struct {
+		Nomad      string  `json:"nomad_hcl"`
+		Consul     string  `json:"consul_hcl"`
+		Docker     *string `json:"docker_daemon_json"`
+		NomadUnit  string  `json:"nomad_service"`
+		ConsulUnit string  `json:"consul_service"`
+	}
+	var out struct {
+		V struct {
+			Value map[string]struct {
+				Server  files
+				Clients map[string]files
+				Gossip  struct {
+					Nomad  string `json:"nomad_hcl"`
+					Consul string `json:"consul_hcl"`
+				}
+				ServerCloudInit string            `json:"server_cloud_init"`
+				ClientCloudInit map[string]string `json:"client_cloud_init"`
+			}
+		}
+	}
+	require.NoError(t, json.Unmarshal(rendered, &out))
+	require.Len(t, out.V.Value, 3)
+
+	check := func(t *testing.T, f files, nomadGossip, consulGossip, cloudInit string) {
+		nomadDir, consulDir := t.TempDir(), t.TempDir()
+		write := func(path, content string) { require.NoError(t, os.WriteFile(path, []byte(content), 0o600)) }
+		write(filepath.Join(nomadDir, "nomad.hcl"), f.Nomad)
+		write(filepath.Join(consulDir, "consul.hcl"), f.Consul)
+		write(filepath.Join(consulDir, "gossip.hcl"), consulGossip)
+		if nomadGossip != "" {
+			write(filepath.Join(nomadDir, "gossip.hcl"), nomadGossip)
+		}
+		b, err := exec.Command(consulBin, "validate", consulDir).CombinedOutput()
+		require.NoError(t, err, "consul validate:\n%s\n%s", b, f.Consul)
+		b, err = exec.Command(nomadBin, "config", "validate", nomadDir).CombinedOutput()
+		require.NoError(t, err, "nomad config validate:\n%s\n%s", b, f.Nomad)
+		if f.Docker != nil {
+			var daemon map[string]any
+			require.NoError(t, json.Unmarshal([]byte(*f.Docker), &daemon), "daemon.json: %s", *f.Docker)
+		}
+
+		require.True(t, strings.HasPrefix(cloudInit, "#cloud-config\n"), "cloud-init: %.40q", cloudInit)
+		var doc struct {
+			WriteFiles []struct{ Path, Content, Permissions string } `yaml:"write_files"`
+			Runcmd     []string                                      `yaml:"runcmd"`
+		}
+		require.NoError(t, yaml.Unmarshal([]byte(cloudInit), &doc))
+		written := map[string]string{}
+		for _, w := range doc.WriteFiles {
+			written[w.Path] = w.Content
+		}
+		want := map[string]string{
+			"/etc/nomad.d/nomad.hcl":             f.Nomad,
+			"/etc/consul.d/consul.hcl":           f.Consul,
+			"/etc/consul.d/gossip.hcl":           consulGossip,
+			"/etc/systemd/system/nomad.service":  f.NomadUnit,
+			"/etc/systemd/system/consul.service": f.ConsulUnit,
+		}
+		if nomadGossip != "" {
+			want["/etc/nomad.d/gossip.hcl"] = nomadGossip
+		}
+		if f.Docker != nil {
+			want["/etc/docker/daemon.json"] = *f.Docker
+		}
+		require.Equal(t, want, written, "cloud-init write_files")
+		require.Equal(t, "systemctl enable --now consul.service nomad.service", doc.Runcmd[len(doc.Runcmd)-1])
+	}
+	for name, v := range out.V.Value {
+		t.Run(name+"/server", func(t *testing.T) { check(t, v.Server, v.Gossip.Nomad, v.Gossip.Consul, v.ServerCloudInit) })
+		for class, c := range v.Clients {
+			t.Run(name+"/"+class, func(t *testing.T) { check(t, c, "", v.Gossip.Consul, v.ClientCloudInit[class]) })
+		}
 	}
 }

@@ -178,7 +178,7 @@ variable "docker_volumes" {
 # Security
 
 variable "tls" {
-  description = "TLS for Nomad (HTTP and RPC) and Consul (HTTPS on ports.consul_https, internal RPC): paths on the machines of the CA certificate, this agent's certificate and its key (put there by the cloud root or an image; never their contents)."
+  description = "TLS for Nomad (HTTP and RPC) and Consul (HTTPS on ports.consul_https, gRPC on ports.consul_grpc_tls, internal RPC): paths on the machines of the CA certificate, this agent's certificate and its key (put there by the cloud root or an image; never their contents)."
   type = object({
     enabled   = bool
     ca_file   = optional(string)
@@ -349,6 +349,7 @@ variable "ports" {
     consul_http     = optional(number, 8500)
     consul_https    = optional(number, 8501)
     consul_grpc     = optional(number, 8502)
+    consul_grpc_tls = optional(number, 8503)
     consul_dns      = optional(number, 8600)
     consul_server   = optional(number, 8300)
     consul_serf_lan = optional(number, 8301)

@@ -28,9 +28,9 @@ run "tls_on" {
     condition = alltrue([for h in [output.server.consul_hcl, output.clients.qufop.consul_hcl] :
       can(regex("tls \\{\\s*defaults \\{\\s*ca_file\\s*=\\s*\"/etc/qufop/tls/ca.pem\"\\s*cert_file\\s*=\\s*\"/etc/qufop/tls/agent.pem\"\\s*key_file\\s*=\\s*\"/etc/qufop/tls/agent-key.pem\"\\s*verify_incoming\\s*=\\s*true\\s*verify_outgoing\\s*=\\s*true", h))
       && can(regex("internal_rpc \\{\\s*verify_server_hostname\\s*=\\s*true", h))
-      && strcontains(h, "https    = 8501")
+      && strcontains(h, "https    = 8501") && strcontains(h, "grpc_tls = 8503")
     ])
-    error_message = "With TLS, Consul verifies RPC both ways with the files at the paths given and serves HTTPS on 8501."
+    error_message = "With TLS, Consul verifies RPC both ways with the files at the paths given and serves HTTPS on 8501 and gRPC with TLS on 8503 (Consul refuses TLS on the plain gRPC port)."
   }
   assert {
     condition     = can(regex("consul \\{\\s*address\\s*=\\s*\"127.0.0.1:8501\"\\s*ssl\\s*=\\s*true\\s*ca_file\\s*=\\s*\"/etc/qufop/tls/ca.pem\"", output.clients.qufop.nomad_hcl))
@@ -46,7 +46,7 @@ run "tls_off" {
   command = plan
 
   assert {
-    condition     = !strcontains(output.server.nomad_hcl, "tls {") && !strcontains(output.clients.qufop.consul_hcl, "tls {") && strcontains(output.clients.qufop.consul_hcl, "https    = -1") && !strcontains(output.clients.qufop.nomad_hcl, "ssl")
+    condition     = !strcontains(output.server.nomad_hcl, "tls {") && !strcontains(output.clients.qufop.consul_hcl, "tls {") && strcontains(output.clients.qufop.consul_hcl, "https    = -1") && !strcontains(output.clients.qufop.consul_hcl, "grpc_tls") && !strcontains(output.clients.qufop.nomad_hcl, "ssl")
     error_message = "Without TLS: no tls blocks, Consul's HTTPS off, Nomad reaches Consul without ssl."
   }
 }
