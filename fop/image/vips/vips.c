@@ -117,7 +117,7 @@ qf_multipage(const char *loader)
 }
 
 int
-qf_load(const void *buf, size_t len, int sequential, int all_pages, int fail,
+qf_load(const void *buf, size_t len, int sequential, int all_pages, int fail, int shrink,
 	VipsImage **out)
 {
 	const char *loader;
@@ -126,7 +126,10 @@ qf_load(const void *buf, size_t len, int sequential, int all_pages, int fail,
 
 	if (!(loader = qf_loader(buf, len)))
 		return -1;
-	if (all_pages && qf_multipage(loader))
+	if (shrink > 1 && strstr(loader, "jpegload"))
+		*out = vips_image_new_from_buffer(buf, len, "",
+			"access", access, "fail_on", fail_on, "shrink", shrink, NULL);
+	else if (all_pages && qf_multipage(loader))
 		*out = vips_image_new_from_buffer(buf, len, "",
 			"access", access, "fail_on", fail_on, "n", -1, NULL);
 	else

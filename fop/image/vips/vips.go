@@ -278,6 +278,9 @@ type LoadOptions struct {
 	// FailOnTruncated makes truncated or corrupt data an error instead of
 	// a warning with grey fill.
 	FailOnTruncated bool
+	// JPEGShrink decodes a JPEG at 1/2, 1/4 or 1/8 of its size (DCT
+	// scaling); other values and formats decode at full size.
+	JPEGShrink int
 }
 
 func cbool(b bool) C.int {
@@ -294,7 +297,7 @@ func Load(data []byte, o LoadOptions) (*Image, error) {
 	}
 	src := newOwner(data)
 	var out *C.VipsImage
-	if C.qf_load(src.p, C.size_t(len(data)), cbool(o.Sequential), cbool(o.AllPages), cbool(o.FailOnTruncated), &out) != 0 {
+	if C.qf_load(src.p, C.size_t(len(data)), cbool(o.Sequential), cbool(o.AllPages), cbool(o.FailOnTruncated), C.int(o.JPEGShrink), &out) != 0 {
 		src.unref()
 		return nil, lastError("load")
 	}

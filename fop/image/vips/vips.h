@@ -23,7 +23,7 @@ const char *qf_find_loader(const void *buf, size_t len);
 int qf_probe(const void *buf, size_t len, qf_header *h);
 void qf_image_header(VipsImage *im, qf_header *h);
 
-int qf_load(const void *buf, size_t len, int sequential, int all_pages, int fail, VipsImage **out);
+int qf_load(const void *buf, size_t len, int sequential, int all_pages, int fail, int shrink, VipsImage **out);
 int qf_thumbnail(const void *buf, size_t len, int width, int height, int size,
 	int crop, int no_rotate, int all_pages, int fail, VipsImage **out);
 
