@@ -46,6 +46,9 @@ IMGPROXY_BIND=127.0.0.1:$IPORT IMGPROXY_LOCAL_FILESYSTEM_ROOT=$work/img IMGPROXY
   imgproxy >"$work/imgproxy.log" 2>&1 &
 ipid=$!
 cleanup() {
+  for p in $qpid $ipid; do
+    kill -0 $p 2>/dev/null || { echo "bench: a server (pid $p) died; the end of its output:" >&2; tail -40 "$work/qufop.log" "$work/imgproxy.log" >&2; }
+  done
   kill $qpid $ipid 2>/dev/null || true
   wait $qpid $ipid 2>/dev/null || true
   rm -rf "$work"
