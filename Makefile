@@ -17,6 +17,10 @@ all: build
 deps:
 	@[ -n "$(SKIP_DEPS)" ] || bash .ci/deps.sh
 
+# The test targets also build OpenTofu (.ci/deps.sh), for the Terraform
+# module's tests; `make run` and `make build` do not wait for it.
+test test-nomad test-terraform-module: export QUFOP_DEPS_TOFU = 1
+
 build: deps
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/qufop
 

@@ -9,8 +9,10 @@ export DEBIAN_FRONTEND=noninteractive
 # module proxy (about 3½ minutes on 2 cores) into /usr/local/bin as root, else
 # $(go env GOPATH)/bin, where the Makefile also looks. A failed build is only
 # a warning: the OpenTofu tests are then skipped, saying so. SKIP_TOFU=1 skips.
+# Only the test targets ask for it (QUFOP_DEPS_TOFU=1): `make run` on a fresh
+# machine need not wait for a Terraform tool.
 tofu_version=v1.6.3
-if [ -z "${SKIP_TOFU:-}" ] && command -v go >/dev/null &&
+if [ -n "${QUFOP_DEPS_TOFU:-}" ] && [ -z "${SKIP_TOFU:-}" ] && command -v go >/dev/null &&
   ! command -v tofu >/dev/null && [ ! -x "$(go env GOPATH)/bin/tofu" ]; then
   gobin=$(go env GOPATH)/bin
   [ "$(id -u)" = 0 ] && gobin=/usr/local/bin
