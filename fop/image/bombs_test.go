@@ -242,7 +242,7 @@ func TestReadContainer(t *testing.T) {
 		}
 		// A plain JPEG's header is read without libvips: it must say what
 		// libvips' would.
-		if jh, ok := jpegHeader(b); ok {
+		if jh, ok := c.jpegHeader(); ok {
 			if jh.Width != h.Width || jh.Height != h.Height || jh.Bands != h.Bands || jh.Orientation != h.Orientation ||
 				jh.Interpretation != h.Interpretation || jh.BandFormat != h.BandFormat || jh.Format != h.Format || jh.Pages != h.Pages {
 				t.Errorf("%s: header from the markers %+v, libvips %+v", name, jh, h)

@@ -108,7 +108,8 @@ func (x *Image) open(in fop.Blob, pixels bool) (*source, error) {
 	if int64(len(in.Data)) > x.cfg.MaxSrcBytes {
 		return nil, errs.BadRequest("source image too large: %d bytes (limit %d)", len(in.Data), x.cfg.MaxSrcBytes)
 	}
-	if c, ok := readContainer(in.Data); ok && pixels {
+	c, cok := readContainer(in.Data)
+	if cok && pixels {
 		if err := x.checkSource(c.w, c.h, c.frames); err != nil {
 			return nil, err
 		}
@@ -117,7 +118,7 @@ func (x *Image) open(in fop.Blob, pixels bool) (*source, error) {
 		}
 	}
 	hdr, err := vips.Header{}, error(nil)
-	if h, ok := jpegHeader(in.Data); ok {
+	if h, ok := c.jpegHeader(); cok && ok {
 		hdr = h
 	} else {
 		hdr, err = probe(in.Data)
@@ -145,14 +146,13 @@ func (x *Image) open(in fop.Blob, pixels bool) (*source, error) {
 }
 
 // jpegHeader is the header of a plain JPEG (grey or YCbCr, its EXIF
-// orientation read) from its markers alone: libvips' header read, which
-// sets up a decompressor and parses the whole EXIF block into fields, was
-// 4 % of imageView2's CPU on a camera JPEG, and the decode that follows
-// reads the same header again anyway. Anything else (CMYK, an EXIF block
+// orientation read) from its container, which open has already read:
+// libvips' header read, which sets up a decompressor and parses the whole
+// EXIF block into fields, was 4 % of imageView2's CPU on a camera JPEG,
+// and the decode that follows reads the same header again anyway. Anything else (CMYK, an EXIF block
 // this cannot read) goes through probe.
-func jpegHeader(data []byte) (vips.Header, bool) {
-	c, ok := readJPEG(data)
-	if !ok || !c.orientOK || (c.components != 1 && c.components != 3) || c.w < 1 || c.h < 1 {
+func (c container) jpegHeader() (vips.Header, bool) {
+	if c.format != "jpeg" || !c.orientOK || (c.components != 1 && c.components != 3) || c.w < 1 || c.h < 1 {
 		return vips.Header{}, false
 	}
 	interp := "srgb"
