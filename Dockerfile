@@ -10,7 +10,7 @@
 # ---- build: cgo against libvips (fop/image/vips links it through pkg-config)
 FROM golang:1.26-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvips-dev pkg-config \
+ && apt-get install -y --no-install-recommends libvips-dev libdeflate-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Modules first, so that a source change does not download them again.
@@ -27,7 +27,7 @@ RUN CGO_ENABLED=1 go build -trimpath \
 # (WenQuanYi Micro Hei) for watermark text.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvips42 ca-certificates fonts-wqy-microhei \
+ && apt-get install -y --no-install-recommends libvips42 libdeflate0 ca-certificates fonts-wqy-microhei \
  && rm -rf /var/lib/apt/lists/*
 # Not root: the gateway runs untrusted inputs through libvips. uid 10001 is
 # also the uid UFOP images run as (builder's Dockerfile). The builder job

@@ -22,7 +22,8 @@ if [ -n "${QUFOP_DEPS_TOFU:-}" ] && [ -z "${SKIP_TOFU:-}" ] && command -v go >/d
 fi
 
 pkgs=(libvips-dev pkg-config gcc make git curl procps docker.io docker-registry busybox-static prometheus
-  fonts-wqy-microhei) # the CJK font of watermark text (docs/processing-urls.md#watermark)
+  fonts-wqy-microhei # the CJK font of watermark text (docs/processing-urls.md#watermark)
+  libdeflate-dev)    # PNG inflate of imageView2 (fop/image/vips/pngfast.c)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")

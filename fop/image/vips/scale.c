@@ -1,4 +1,5 @@
 #include "scale.h"
+#include "pngfast.h"
 
 /* qf_scale is imageView2's pipeline in one call, as imgproxy builds its own
  * instead of vips_thumbnail: the input is opened once (a JPEG at the DCT
@@ -11,7 +12,7 @@
  */
 int
 qf_scale(const void *buf, size_t len, int jpeg, int shrink, int fail,
-	int w, int h, int orientation, VipsImage **out)
+	int w, int h, int orientation, size_t png_fast_max, VipsImage **out)
 {
 	VipsImage *base = vips_image_new();
 	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 10);
@@ -26,6 +27,9 @@ qf_scale(const void *buf, size_t len, int jpeg, int shrink, int fail,
 			"access", VIPS_ACCESS_SEQUENTIAL,
 			"fail_on", fail_on,
 			NULL);
+	else if (png_fast_max > 0 &&
+		qf_png_fast(buf, len, png_fast_max, w, h, &t[0]) == QF_PNG_OK)
+		; /* decoded whole, without libpng */
 	else
 		t[0] = vips_image_new_from_buffer(buf, len, "",
 			"access", VIPS_ACCESS_SEQUENTIAL,
@@ -37,7 +41,10 @@ qf_scale(const void *buf, size_t len, int jpeg, int shrink, int fail,
 	format = in->BandFmt;
 
 	if (in->Xsize != w || in->Ysize != h) {
-		if (vips_image_hasalpha(in)) {
+		if (vips_image_get_typeof(in, QF_PNG_PREMULTIPLIED))
+			/* The PNG decoder premultiplied as it went, as below. */
+			premultiplied = 1;
+		else if (vips_image_hasalpha(in)) {
 			/* Premultiplied, then back to the input's format: the
 			 * resize runs on 8-bit bands (libvips' vector paths), not on
 			 * floats, at the cost of rounding the premultiplied colour

@@ -1,5 +1,6 @@
 package vips
 
+// #cgo pkg-config: libdeflate
 // #include "scale.h"
 import "C"
 
@@ -22,7 +23,16 @@ type ScaleOptions struct {
 	Orientation int
 	// FailOnTruncated: see LoadOptions.
 	FailOnTruncated bool
+	// PNGWholeMax is the largest decoded size, in bytes, of a PNG that is
+	// decoded whole with libdeflate (pngfast.c) rather than streamed
+	// through libpng: 0 means DefaultPNGWholeMax, a negative value never.
+	PNGWholeMax int
 }
+
+// DefaultPNGWholeMax bounds the memory of a PNG decoded whole: 32 MiB is
+// an 8 MP RGBA image. Larger ones stream through libvips' loader, which
+// holds a few rows at a time.
+const DefaultPNGWholeMax = 32 << 20
 
 // Scale decodes one frame of data and resizes it to exactly
 // Width×Height with lanczos3, upright and in sRGB: imageView2's pipeline
@@ -38,10 +48,17 @@ func Scale(data []byte, o ScaleOptions) (*Image, error) {
 			shrink = o.JPEGShrink
 		}
 	}
+	pngMax := o.PNGWholeMax
+	switch {
+	case pngMax == 0:
+		pngMax = DefaultPNGWholeMax
+	case pngMax < 0 || o.JPEG:
+		pngMax = 0
+	}
 	src := newOwner(data)
 	var out *C.VipsImage
 	if C.qf_scale(src.p, C.size_t(len(data)), cbool(o.JPEG), C.int(shrink), cbool(o.FailOnTruncated),
-		C.int(o.Width), C.int(o.Height), C.int(o.Orientation), &out) != 0 {
+		C.int(o.Width), C.int(o.Height), C.int(o.Orientation), C.size_t(pngMax), &out) != 0 {
 		src.unref()
 		return nil, lastError("scale")
 	}
