@@ -90,19 +90,6 @@ func (r *deploymentResource) Schema(_ context.Context, _ resource.SchemaRequest,
 				Description: "A fixed number of instances (qufop resize); 0 stops them. Conflicts with scale.",
 				Validators:  []validator.Int64{atLeast{0, "instances"}},
 			},
-			"scale": schema.SingleNestedAttribute{
-				Optional:    true,
-				Description: "A scale policy instead of a fixed count: the scaler keeps ceil((steps waiting + in flight) / target) instances within [min, max]. Conflicts with instances.",
-				Attributes: map[string]schema.Attribute{
-					"min":           schema.Int64Attribute{Required: true, Description: "Fewest instances (0: none while no step comes).", Validators: []validator.Int64{atLeast{0, "scale.min"}}},
-					"max":           schema.Int64Attribute{Required: true, Description: "Most instances (at most the UFOP's limit).", Validators: []validator.Int64{atLeast{1, "scale.max"}}},
-					"target":        schema.Float64Attribute{Required: true, Description: "Steps waiting plus in flight that one healthy instance should carry.", Validators: []validator.Float64{positive{"scale.target"}}},
-					"interval":      dur("How often the scaler evaluates the UFOP (the server's default: 2s)."),
-					"up_cooldown":   dur("Quiet time after a change before the next step up (default 2s)."),
-					"down_cooldown": dur("Quiet time after a change before the next step down (default 15s)."),
-					"down_window":   dur("Scale down only to the highest count wanted during this window (default 30s)."),
-				},
-			},
 			"wait_timeout": schema.StringAttribute{
 				Optional: true, Computed: true, Default: stringdefault.StaticString(defaultWaitTimeout),
 				Description: "How long each step of an apply waits for the instances (a duration; default " + defaultWaitTimeout + "). The operation goes on on the platform after it.",
@@ -116,6 +103,20 @@ func (r *deploymentResource) Schema(_ context.Context, _ resource.SchemaRequest,
 			},
 			"desired_instances": schema.Int64Attribute{
 				Computed: true, Description: "The instance count asked for now (by instances, or by the scaler).",
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"scale": schema.SingleNestedBlock{
+				Description: "A scale policy block instead of a fixed count: the scaler keeps ceil((steps waiting + in flight) / target) instances within [min, max]. Conflicts with instances.",
+				Attributes: map[string]schema.Attribute{
+					"min":           schema.Int64Attribute{Optional: true, Description: "Fewest instances (0: none while no step comes); required in the block.", Validators: []validator.Int64{atLeast{0, "scale.min"}}},
+					"max":           schema.Int64Attribute{Optional: true, Description: "Most instances (at most the UFOP's limit); required in the block.", Validators: []validator.Int64{atLeast{1, "scale.max"}}},
+					"target":        schema.Float64Attribute{Optional: true, Description: "Steps waiting plus in flight that one healthy instance should carry; required in the block.", Validators: []validator.Float64{positive{"scale.target"}}},
+					"interval":      dur("How often the scaler evaluates the UFOP (the server's default: 2s)."),
+					"up_cooldown":   dur("Quiet time after a change before the next step up (default 2s)."),
+					"down_cooldown": dur("Quiet time after a change before the next step down (default 15s)."),
+					"down_window":   dur("Scale down only to the highest count wanted during this window (default 30s)."),
+				},
 			},
 		},
 	}
@@ -144,10 +145,23 @@ func (r *deploymentResource) ValidateConfig(ctx context.Context, req resource.Va
 	if scale.IsNull() || scale.IsUnknown() {
 		return
 	}
+	// min, max and target are Optional in the schema only because the
+	// framework would require them with the block absent too.
 	var minN, maxN types.Int64
+	var target types.Float64
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("scale").AtName("min"), &minN)...)
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("scale").AtName("max"), &maxN)...)
-	if resp.Diagnostics.HasError() || minN.IsUnknown() || maxN.IsUnknown() || minN.IsNull() || maxN.IsNull() {
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("scale").AtName("target"), &target)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	for name, null := range map[string]bool{"min": minN.IsNull(), "max": maxN.IsNull(), "target": target.IsNull()} {
+		if null {
+			resp.Diagnostics.AddAttributeError(path.Root("scale").AtName(name), "Missing scale."+name,
+				"A scale block needs min, max and target (e.g. min = 1, max = 4, target = 8).")
+		}
+	}
+	if resp.Diagnostics.HasError() || minN.IsUnknown() || maxN.IsUnknown() {
 		return
 	}
 	if minN.ValueInt64() > maxN.ValueInt64() {
