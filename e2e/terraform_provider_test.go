@@ -228,21 +228,22 @@ func TestTerraformProvider(t *testing.T) {
 	// Create.
 	src := demoSource(t, demoBin, "handler", "")
 	main := filepath.Join(work, "main")
+	desc := "made by Terraform"
 	deployment := func(count string) string {
 		return fmt.Sprintf(`
 resource "qufop_ufop" "demo" {
   name        = %q
   mode        = "public"
-  description = "made by Terraform"
+  description = %q
 }
 
 resource "qufop_ufop_version" "demo" {
-  ufop   = qufop_ufop.demo.name
+  ufop   = qufop_ufop.demo.id
   source = %q
 }
 
 resource "qufop_ufop_deployment" "demo" {
-  ufop    = qufop_ufop.demo.name
+  ufop    = qufop_ufop.demo.id
   version = qufop_ufop_version.demo.version
 %s
 }
@@ -254,7 +255,7 @@ data "qufop_ufop" "demo" {
 output "healthy" {
   value = length([for i in data.qufop_ufop.demo.instances : i if i.healthy])
 }
-`, name, src, count)
+`, name, desc, src, count)
 	}
 	rootModule(t, main, deployment("  instances = 1"))
 	c.must(main, "init", "-input=false", "-no-color")
@@ -337,6 +338,26 @@ output "healthy" {
 	require.NoError(t, err)
 	assert.Nil(t, rec.ScalePolicy, "instances again: the policy goes")
 	assert.Equal(t, 1, rec.Desired)
+
+	// The API cannot change a description: the UFOP is replaced, and
+	// with it (they refer to its id) its version and deployment.
+	desc = "made by Terraform, again"
+	rootModule(t, main, deployment("  instances = 1"))
+	out, code = c.plan(main)
+	require.Equal(t, 2, code, out)
+	for _, w := range []string{"Changing description replaces the UFOP", "qufop_ufop.demo must be replaced",
+		"qufop_ufop_version.demo must be replaced", "qufop_ufop_deployment.demo must be replaced"} {
+		assert.Contains(t, oneLine(out), w, out)
+	}
+	c.apply(main)
+	rec, err = admin.Info(ctx, name)
+	require.NoError(t, err)
+	assert.Equal(t, desc, rec.Description)
+	assert.Equal(t, 1, rec.Current, "a new UFOP's first version")
+	waitHealthy(t, admin, name, 1, 1)
+	code, body = processed()
+	require.Equal(t, http.StatusOK, code, body)
+	c.noChanges(main, "after the replacement")
 
 	// Import: a UFOP registered, built, chosen and resized through the
 	// API, as the CLI does.

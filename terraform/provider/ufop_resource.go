@@ -179,7 +179,10 @@ func (r *ufopResource) Delete(ctx context.Context, req resource.DeleteRequest, r
 		return
 	}
 	name := m.Name.ValueString()
-	res, err := r.c.Unregister(ctx, name)
+	// A resize or upgrade still running (the scaler's, a CLI user's)
+	// refuses the unreg for a moment: wait for it.
+	var res *api.Unregistered
+	err := whenIdle(ctx, r.c, name, func() (err error) { res, err = r.c.Unregister(ctx, name); return err })
 	if client.IsStatus(err, http.StatusNotFound) {
 		return
 	}
