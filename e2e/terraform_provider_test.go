@@ -312,6 +312,22 @@ output "healthy" {
 	require.NoError(t, err)
 	assert.Equal(t, 1, rec.Desired)
 	waitHealthy(t, admin, name, 1, 2)
+	// So does a version chosen and upgraded to behind its back.
+	_, err = admin.Chver(ctx, name, 1)
+	require.NoError(t, err)
+	_, err = admin.Upgrade(ctx, name)
+	require.NoError(t, err)
+	waitHealthy(t, admin, name, 1, 1)
+	out, code = c.plan(main)
+	require.Equal(t, 2, code, "the upgrade should show as drift:\n%s", out)
+	assert.Contains(t, oneLine(out), "~ version = 1 -> 2", out)
+	c.apply(main)
+	st, err = admin.State(ctx, name)
+	require.NoError(t, err)
+	assert.Equal(t, 2, st.Current)
+	assert.Equal(t, 2, st.Deployed)
+	waitHealthy(t, admin, name, 1, 2)
+	c.noChanges(main, "after undoing the drift")
 
 	// A scale policy instead of the count; both together are refused at
 	// plan.
