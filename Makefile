@@ -2,13 +2,17 @@
 SHELL   := /bin/bash
 GO      ?= go
 BIN     ?= bin/qufop
+# The Terraform provider (terraform/provider) and the version it is
+# installed as in a filesystem mirror (Terraform wants a semantic version).
+PROVIDER_BIN     ?= bin/terraform-provider-qufop
+PROVIDER_VERSION ?= 0.1.0
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/qufop/qufop/cli.Version=$(VERSION)
 PKGS    := ./...
 FUZZTIME ?= 20s
 PREFIX  ?= /usr/local
 
-.PHONY: all deps build install run test test-nomad test-terraform-module vet fmt-check fuzz bench bench-ufop services clean
+.PHONY: all deps build build-qufop build-provider provider-mirror install run test test-nomad test-terraform-module vet fmt-check fuzz bench bench-ufop services clean
 
 all: build
 
@@ -21,15 +25,39 @@ deps:
 # module's tests; `make run` and `make build` do not wait for it.
 test test-nomad test-terraform-module: export QUFOP_DEPS_TOFU = 1
 
-build: deps
+# The CLI and the Terraform provider.
+build: build-qufop build-provider
+
+build-qufop: deps
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/qufop
 
+build-provider:
+	$(GO) build -ldflags '-X main.version=$(PROVIDER_VERSION)' -o $(PROVIDER_BIN) ./cmd/terraform-provider-qufop
+
+# The provider in a filesystem mirror under bin/terraform-mirror, for
+# OpenTofu's and Terraform's registry hosts, and bin/terraformrc, a CLI
+# configuration that installs qufop/qufop from there and every other
+# provider as usual: export TF_CLI_CONFIG_FILE=$$PWD/bin/terraformrc
+# (terraform/provider/README.md).
+MIRROR ?= $(CURDIR)/bin/terraform-mirror
+
+provider-mirror: build-provider
+	@set -e; plat=$$($(GO) env GOOS)_$$($(GO) env GOARCH); \
+	for host in registry.opentofu.org registry.terraform.io; do \
+	  d=$(MIRROR)/$$host/qufop/qufop/$(PROVIDER_VERSION)/$$plat; mkdir -p $$d; \
+	  cp $(PROVIDER_BIN) $$d/terraform-provider-qufop_v$(PROVIDER_VERSION); \
+	done; \
+	inc='"registry.opentofu.org/qufop/qufop", "registry.terraform.io/qufop/qufop"'; \
+	printf 'provider_installation {\n  filesystem_mirror {\n    path    = "%s"\n    include = [%s]\n  }\n  direct {\n    exclude = [%s]\n  }\n}\n' \
+	  "$(MIRROR)" "$$inc" "$$inc" > bin/terraformrc; \
+	echo "qufop/qufop $(PROVIDER_VERSION) in $(MIRROR); now: export TF_CLI_CONFIG_FILE=$(CURDIR)/bin/terraformrc"
+
 # The CLI on PATH: $(PREFIX)/bin/qufop (PREFIX=$$HOME/.local for no root).
-install: build
+install: build-qufop
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/qufop
 
 # The whole platform on one machine, on embedded defaults.
-run: build services
+run: build-qufop services
 	./$(BIN) dev $(ARGS)
 
 # Everything: formatting, vet, unit and end-to-end tests, fuzz seed corpora.
@@ -92,17 +120,17 @@ fuzz:
 
 # Benchmarks: in-process Go benchmarks, then the gateway under wrk on
 # loopback against raw libvips in the same run (see bench/README.md).
-bench: build
+bench: build-qufop
 	bash bench/run.sh
 
-bench-ufop: build
+bench-ufop: build-qufop
 	bash bench/ufop.sh
 
 # The image qufop/qufop:dev from bin/qufop, pulling nothing (FROM scratch
 # with the libraries the binary links); the Dockerfile makes it where base
 # images can be pulled. See jobspecs/README.md.
 .PHONY: image-local
-image-local: build services
+image-local: build-qufop services
 	bash .ci/image-local.sh
 
 # dockerd and Debian's docker-registry on 127.0.0.1:5000, as CI starts them.

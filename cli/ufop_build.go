@@ -1,17 +1,13 @@
 package cli
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -19,6 +15,7 @@ import (
 
 	"github.com/qufop/qufop/client"
 	"github.com/qufop/qufop/control/api"
+	"github.com/qufop/qufop/internal/ufopsrc"
 )
 
 // ufopPollInterval is how often resize, upgrade and build poll the API.
@@ -153,10 +150,7 @@ func waitBuilt(ctx context.Context, c *client.Client, name string, n int) (*api.
 	}
 }
 
-func isTarballName(p string) bool {
-	p = strings.ToLower(p)
-	return strings.HasSuffix(p, ".tar") || strings.HasSuffix(p, ".tar.gz") || strings.HasSuffix(p, ".tgz")
-}
+func isTarballName(p string) bool { return ufopsrc.IsTarballName(p) }
 
 func fileSHA256(path string) (string, int64, error) {
 	f, err := os.Open(path)
@@ -172,104 +166,5 @@ func fileSHA256(path string) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// packFolder writes the tree at dir as a tar to w, ufop.yaml at its root.
-// Everything is included with its mode; symlinks are kept when they point
-// inside the folder (absolute ones are made relative) and refused
-// otherwise; other special files are refused.
-func packFolder(dir string, w io.Writer) error {
-	root, err := filepath.Abs(dir)
-	if err == nil {
-		root, err = filepath.EvalSymlinks(root)
-	}
-	if err != nil {
-		return fmt.Errorf("build folder: %v", err)
-	}
-	if fi, err := os.Lstat(filepath.Join(root, "ufop.yaml")); err != nil || !fi.Mode().IsRegular() {
-		return fmt.Errorf("folder %s has no ufop.yaml at its root", dir)
-	}
-	tw := tar.NewWriter(w)
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("cannot pack %s: %v", p, err)
-		}
-		if p == root {
-			return nil
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		name := filepath.ToSlash(rel)
-		fi, err := d.Info()
-		if err != nil {
-			return fmt.Errorf("cannot pack %s: %v", name, err)
-		}
-		link := ""
-		switch m := fi.Mode(); {
-		case m.IsDir(), m.IsRegular():
-		case m&fs.ModeSymlink != 0:
-			if link, err = symlinkInside(root, p, name); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("cannot pack %s: %s is not a regular file, folder or symlink", dir, name)
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return fmt.Errorf("cannot pack %s: %v", name, err)
-		}
-		hdr.Name = name
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("making the tarball: %v", err)
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return fmt.Errorf("cannot pack %s: %v", name, err)
-		}
-		defer f.Close()
-		if n, err := io.Copy(tw, f); err != nil {
-			if n != fi.Size() && errors.Is(err, tar.ErrWriteTooLong) {
-				return fmt.Errorf("cannot pack %s: it changed while being packed", name)
-			}
-			return fmt.Errorf("cannot pack %s: %v", name, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("making the tarball: %v", err)
-	}
-	return nil
-}
-
-// symlinkInside returns the target of the symlink at p (name in the
-// archive), relative, or an error when it leads out of root.
-func symlinkInside(root, p, name string) (string, error) {
-	target, err := os.Readlink(p)
-	if err != nil {
-		return "", fmt.Errorf("cannot pack %s: %v", name, err)
-	}
-	abs := target
-	if !filepath.IsAbs(abs) {
-		abs = filepath.Join(filepath.Dir(p), target)
-	}
-	rel, err := filepath.Rel(root, filepath.Clean(abs))
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", fmt.Errorf("cannot pack the folder: symlink %s points outside it (to %s)", name, target)
-	}
-	if filepath.IsAbs(target) {
-		if target, err = filepath.Rel(filepath.Dir(p), abs); err != nil {
-			return "", fmt.Errorf("cannot pack %s: %v", name, err)
-		}
-	}
-	return filepath.ToSlash(target), nil
-}
+// packFolder writes the tree at dir as a tar to w (see ufopsrc.Pack).
+func packFolder(dir string, w io.Writer) error { return ufopsrc.Pack(dir, w) }
