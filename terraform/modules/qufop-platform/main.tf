@@ -107,7 +107,9 @@ resource "nomad_variable" "admin_keys" {
 resource "nomad_job" "platform" {
   for_each = var.jobs
 
-  jobspec = file("${local.jobspecs_dir}/${each.key}.nomad.hcl")
+  # try: a missing file is reported by the precondition below, with what
+  # to do, rather than by file().
+  jobspec = try(file("${local.jobspecs_dir}/${each.key}.nomad.hcl"), "")
   hcl2 {
     vars = local.vars[each.key]
   }
@@ -127,6 +129,13 @@ resource "nomad_job" "platform" {
   # The builder starts with the keys: the variable exists before its first
   # allocation (its template would also pick up a later one, by restarting).
   depends_on = [nomad_variable.admin_keys]
+
+  lifecycle {
+    precondition {
+      condition     = fileexists("${local.jobspecs_dir}/${each.key}.nomad.hcl")
+      error_message = "No ${each.key}.nomad.hcl in ${local.jobspecs_dir}: set jobspecs_dir to the repository's jobspecs folder. (The default, ../../../jobspecs from the module, holds when the module is used in place: a local source given as a relative path such as \"../../modules/qufop-platform\", or a git source of the whole repository. Terraform copies a module given by an absolute path without the rest of the repository.)"
+    }
+  }
 }
 
 # Where Nomad placed each job, for the outputs: read after the job's apply
