@@ -84,10 +84,11 @@ locals {
   ) : null
 
   jobs_out = { for k, j in nomad_job.platform : k => {
-    id                = j.id
-    namespace         = j.namespace
-    modify_index      = j.modify_index
-    deployment_status = j.deployment_status
+    id           = j.id
+    namespace    = j.namespace
+    modify_index = j.modify_index
+    # The provider records "" when the job has no deployment (a system job).
+    deployment_status = j.deployment_status == "" ? null : j.deployment_status
     nodes             = local.nodes_of[k]
   } }
 }
