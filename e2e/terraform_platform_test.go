@@ -180,7 +180,9 @@ type platformOutputs struct {
 // has nothing to do, that the gateway serves a file and an imageView2
 // thumbnail and the management API a request signed with the admin keys of
 // the Nomad Variable, that the secret key is in neither the jobs nor their
-// logs nor the outputs, that a UFOP deployed through the builder answers a
+// logs nor the outputs, that an update (rotated keys, a scaler variable)
+// returns once the scalers' deployment is healthy and the builder then
+// takes the new keys, that a UFOP deployed through the builder answers a
 // processing URL, and that destroy removes every job and the variable and
 // leaves that UFOP's job alone (the module does not own ufop-* jobs).
 func TestTerraformPlatform(t *testing.T) {
@@ -258,7 +260,8 @@ func TestTerraformPlatform(t *testing.T) {
 	accessKey := fmt.Sprintf("AKtf%d", suffix)
 	secretKey := fmt.Sprintf("SKtfSecret%dx%d", suffix, time.Now().UnixNano())
 	r := root("root")
-	r.write(fmt.Sprintf(`
+	rootMain := func(lockTTL string) string {
+		return fmt.Sprintf(`
 terraform {
   required_providers {
     nomad = {
@@ -295,16 +298,22 @@ module "platform" {
   deploy_timeout       = "8m"
   job_vars = {
     gateway = { workers = "2" }
-    scaler  = { lock_ttl = "6s" }
+    scaler  = { lock_ttl = %q }
   }
 }
 
 output "platform" {
   value = module.platform
 }
-`, nomadAddr, source, qufopImage, regImage, regPort, builderPort, gatewayPort))
-	keysJSON, _ := json.Marshal(map[string]string{"access_key": accessKey, "secret_key": secretKey})
-	r.env = append(r.env, "TF_VAR_admin_keys="+string(keysJSON)) // as a user would: not in the code
+`, nomadAddr, source, qufopImage, regImage, regPort, builderPort, gatewayPort, lockTTL)
+	}
+	r.write(rootMain("6s"))
+	env := r.env
+	setKeys := func(secret string) {
+		keysJSON, _ := json.Marshal(map[string]string{"access_key": accessKey, "secret_key": secret})
+		r.env = append(slices.Clip(env), "TF_VAR_admin_keys="+string(keysJSON)) // as a user would: not in the code
+	}
+	setKeys(secretKey)
 
 	r.must("init", "-input=false", "-no-color")
 	start := time.Now()
@@ -358,7 +367,7 @@ output "platform" {
 	// The management API answers a request signed with the keys of the
 	// Nomad Variable (the builder generates other keys without it), and
 	// refuses another secret.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	who, err := qclient.New(out.ManagementURL, auth.Credentials{AccessKey: accessKey, SecretKey: secretKey}).WhoAmI(ctx)
 	require.NoError(t, err, "a signed request to %s", out.ManagementURL)
@@ -372,6 +381,38 @@ output "platform" {
 	require.Equal(t, secretKey, v.Items["secret_key"])
 	require.Equal(t, accessKey, v.Items["access_key"])
 	checkNoSecretInJobs(t, secretKey)
+
+	// An update: new admin keys, and a scaler variable that replaces the
+	// scalers one at a time. Apply returns once that deployment is
+	// healthy; the builder's template sees the new variable and restarts
+	// the builder with the new keys.
+	oldSecret := secretKey
+	secretKey = fmt.Sprintf("SKtfRotated%dx%d", suffix, time.Now().UnixNano())
+	setKeys(secretKey)
+	r.write(rootMain("8s"))
+	start = time.Now()
+	applied = r.must("apply", "-input=false", "-no-color", "-auto-approve")
+	updated := time.Now()
+	t.Logf("apply of the update: %s", updated.Sub(start).Round(100*time.Millisecond))
+	require.NotContains(t, applied, secretKey, "apply printed the secret key")
+	var dep struct {
+		Status     string
+		JobVersion int
+	}
+	getJSON(t, nomadAddr+"/v1/job/qufop-scaler/deployment", &dep)
+	require.Equal(t, "successful", dep.Status, "apply returned before the scalers' update was healthy")
+	require.Equal(t, 1, dep.JobVersion)
+	require.Contains(t, jobArgs(t, "qufop-scaler"), `"--lock-ttl","8s"`)
+	waitUntil(t, 3*time.Minute, "the builder with the new keys", func() (bool, string) {
+		_, err := qclient.New(out.ManagementURL, auth.Credentials{AccessKey: accessKey, SecretKey: secretKey}).WhoAmI(ctx)
+		return err == nil, fmt.Sprint(err)
+	})
+	t.Logf("the builder answers with the new keys %s after apply returned", time.Since(updated).Round(100*time.Millisecond))
+	_, err = qclient.New(out.ManagementURL, auth.Credentials{AccessKey: accessKey, SecretKey: oldSecret}).WhoAmI(ctx)
+	require.True(t, qclient.IsStatus(err, http.StatusUnauthorized), "the old secret after the rotation: %v", err)
+	e.waitPassing(t, "qufop-scaler", "qufop-scaler", 4*time.Minute)
+	checkNoSecretInJobs(t, secretKey)
+	checkNoSecretInJobs(t, oldSecret)
 
 	// A UFOP deployed through the builder job answers a processing URL:
 	// the builder built it on the node's Docker, pushed it to the registry
