@@ -112,6 +112,7 @@ type nomadEnv struct {
 
 func startNomadEnv(t *testing.T) *nomadEnv {
 	nomadBin, consulBin := requireNomadConsul(t)
+	waitAgentPortsFree(t)
 	e := &nomadEnv{nomadBin: nomadBin, docker: dockertest.Client(t)}
 	dir := t.TempDir()
 	e.buckets, e.registry = filepath.Join(dir, "buckets"), filepath.Join(dir, "registry")
@@ -176,6 +177,37 @@ plugin "docker" {
 	}, 90*time.Second, 250*time.Millisecond, "the Nomad node is not ready with Docker: %s", &why)
 	t.Cleanup(func() { e.purgeAll(t) }) // before the agents stop
 	return e
+}
+
+// agentPorts are the dev agents' fixed ports on loopback.
+var agentPorts = []int{4646, 4647, 4648, 8300, 8301, 8302, 8500, 8502, 8600}
+
+// waitAgentPortsFree waits (up to 5 minutes) until nothing listens on the
+// dev agents' ports: an agent already there would answer the readiness
+// checks in place of ours, and the clean-up would purge its jobs.
+func waitAgentPortsFree(t *testing.T) {
+	t.Helper()
+	var busy []int
+	logged := false
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(2 * time.Second) {
+		busy = busy[:0]
+		for _, p := range agentPorts {
+			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+				c.Close()
+				busy = append(busy, p)
+			}
+		}
+		if len(busy) == 0 {
+			return
+		}
+		if !logged {
+			t.Logf("waiting for ports %v on 127.0.0.1 to be free (another agent is running)", busy)
+			logged = true
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ports %v on 127.0.0.1 stayed busy for 5 minutes: another Nomad or Consul agent runs there; stop it first", busy)
+		}
+	}
 }
 
 // removeContainers removes what the agent's allocations left on the

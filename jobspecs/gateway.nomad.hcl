@@ -192,7 +192,9 @@ job "qufop-gateway" {
             "--owner", var.owner,
             "--timeout", var.timeout,
           ],
-          var.workers > 0 ? ["--workers", tostring(var.workers)] : [],
+          # "${...}", not tostring(): Nomad 1.6's HCL2 has no tostring, and
+          # the call failed the parse as soon as workers was set.
+          var.workers > 0 ? ["--workers", "${var.workers}"] : [],
           flatten([for b in var.buckets : ["--bucket", "${b}=/buckets/${b}"]]),
         )
       }
