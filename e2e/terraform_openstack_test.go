@@ -103,13 +103,22 @@ func tfWorkspace(t *testing.T, tool, mirror string) (dir, cliConfig string) {
 		require.NoError(t, err)
 	}
 	if tool == "tofu" {
+		// Folders made, files linked: the mirror search does not descend
+		// into a symlinked folder.
 		view := filepath.Join(dir, "mirror")
-		entries, err := os.ReadDir(filepath.Join(mirror, "registry.terraform.io"))
+		from := filepath.Join(mirror, "registry.terraform.io")
+		err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(from, p)
+			dst := filepath.Join(view, "registry.opentofu.org", rel)
+			if d.IsDir() {
+				return os.MkdirAll(dst, 0o755)
+			}
+			return os.Symlink(p, dst)
+		})
 		require.NoError(t, err)
-		for _, ns := range entries {
-			require.NoError(t, os.MkdirAll(filepath.Join(view, "registry.opentofu.org"), 0o755))
-			require.NoError(t, os.Symlink(filepath.Join(mirror, "registry.terraform.io", ns.Name()), filepath.Join(view, "registry.opentofu.org", ns.Name())))
-		}
 		mirror = view
 	}
 	cliConfig = filepath.Join(dir, "cli.tfrc")
@@ -154,20 +163,7 @@ func TestTerraformOpenStackExample(t *testing.T) {
 	tools := tfTools(t)
 	mirror := requireMirror(t, openstackProvider)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	var conns atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			c.Close()
-		}
-	}()
+	addr, conns := loopbackSink(t)
 
 	for name, tool := range tools {
 		t.Run(name, func(t *testing.T) {
@@ -184,7 +180,7 @@ func TestTerraformOpenStackExample(t *testing.T) {
 
 			// plan: dummy credentials against the loopback listener.
 			planEnv := append(env,
-				"OS_AUTH_URL=http://"+ln.Addr().String()+"/v3",
+				"OS_AUTH_URL=http://"+addr+"/v3",
 				"OS_USERNAME=dummy", "OS_PASSWORD=dummy", "OS_PROJECT_NAME=dummy",
 				"OS_USER_DOMAIN_NAME=Default", "OS_PROJECT_DOMAIN_NAME=Default",
 				"OS_REGION_NAME=RegionOne", "OS_MAX_RETRIES=0",
@@ -205,7 +201,7 @@ func TestTerraformOpenStackExample(t *testing.T) {
 			before := conns.Load()
 			out = plan()
 			require.NotContains(t, out, "Invalid value for variable", out)
-			require.Contains(t, out, ln.Addr().String(), "plan should fail at the provider asking the dummy auth_url:\n%s", out)
+			require.Contains(t, out, addr, "plan should fail at the provider asking the dummy auth_url:\n%s", out)
 			require.Greater(t, conns.Load(), before, "plan did not reach the loopback auth_url")
 
 			cases := map[string]struct {
@@ -234,4 +230,98 @@ func gossipKey(t *testing.T) string {
 	_, err := rand.Read(b)
 	require.NoError(t, err)
 	return base64.StdEncoding.EncodeToString(b)
+}
+
+// TestTerraformOpenStackPlatformStage checks the second stage,
+// terraform/examples/openstack/platform: init and validate, then plan on a
+// stage-1 state made for the test (an outputs-only root applied in the
+// place of ../terraform.tfstate, with the outputs stage 1 has) whose
+// nomad_addr is a loopback listener of this test. The plan must read the
+// state, configure the Nomad provider from it and fail asking that
+// address: the provider is configured from the cluster's outputs, with no
+// address given by hand.
+func TestTerraformOpenStackPlatformStage(t *testing.T) {
+	tools := tfTools(t)
+	mirror := requireMirror(t, "hashicorp/nomad")
+	if _, err := os.Stat("../terraform/modules/qufop-platform/main.tf"); err != nil {
+		t.Skip("skipping: terraform/modules/qufop-platform is not in this tree")
+	}
+
+	addr, conns := loopbackSink(t)
+
+	for name, tool := range tools {
+		t.Run(name, func(t *testing.T) {
+			dir, cliConfig := tfWorkspace(t, name, mirror)
+			stage1 := filepath.Join(dir, "terraform", "examples", "openstack")
+			root := filepath.Join(stage1, "platform")
+			env := tfEnv(dir, cliConfig)
+
+			out, ok := tfRun(t, tool, root, env, "init", "-backend=false", "-input=false", "-no-color")
+			require.True(t, ok, "%s init:\n%s", name, out)
+			out, ok = tfRun(t, tool, root, env, "validate", "-no-color")
+			require.True(t, ok, "%s validate:\n%s", name, out)
+			require.Contains(t, out, "The configuration is valid")
+
+			// Stage 1's outputs, as outputs.tf there makes them.
+			fake := filepath.Join(dir, "stage1")
+			require.NoError(t, os.Mkdir(fake, 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(fake, "main.tf"), []byte(fmt.Sprintf(`
+output "nomad_addr" {
+  value = "http://%s"
+}
+output "platform" {
+  value = {
+    datacenter       = "dc1"
+    buckets          = ["demo"]
+    registry_address = "10.40.0.20:5000"
+    registry_port    = 5000
+    gateway_port     = 8080
+    management_port  = 8081
+    node_addresses   = { "qufop-gateway-0" = "203.0.113.10", "qufop-infra-0" = "203.0.113.11" }
+  }
+}
+`, addr)), 0o644))
+			out, ok = tfRun(t, tool, fake, env, "apply", "-input=false", "-no-color", "-auto-approve", "-state="+filepath.Join(stage1, "terraform.tfstate"))
+			require.True(t, ok, "stage-1 state: %s", out)
+
+			// plan of new jobs asks Nomad nothing; apply registers them, so
+			// it is apply that must fail at stage 1's nomad_addr (the
+			// sink: nothing else is contacted, and nothing is made).
+			out, ok = tfRun(t, tool, root, env, "plan", "-input=false", "-no-color", "-lock=false")
+			require.True(t, ok, "plan:\n%s", out)
+			require.Contains(t, out, `registry_address    = "10.40.0.20:5000"`, "plan should take the registry address from stage 1's state:\n%s", out)
+			before := conns.Load()
+			out, ok = tfRun(t, tool, root, env, "apply", "-input=false", "-no-color", "-lock=false", "-auto-approve")
+			require.False(t, ok, "apply cannot succeed without Nomad:\n%s", out)
+			require.Contains(t, out, addr, "apply should fail asking stage 1's nomad_addr:\n%s", out)
+			require.Greater(t, conns.Load(), before, "apply did not reach stage 1's nomad_addr")
+
+			// Without stage 1's state, plan says so.
+			require.NoError(t, os.Remove(filepath.Join(stage1, "terraform.tfstate")))
+			out, ok = tfRun(t, tool, root, env, "plan", "-input=false", "-no-color", "-lock=false")
+			require.False(t, ok, out)
+			require.Contains(t, strings.Join(strings.Fields(out), " "), "No stage-1 state at ../terraform.tfstate", out)
+		})
+	}
+}
+
+// loopbackSink listens on a free loopback port until t ends, counting and
+// closing every connection: the address a plan is pointed at, so that it
+// fails there having contacted nothing else.
+func loopbackSink(t *testing.T) (string, *atomic.Int64) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	conns := new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			c.Close()
+		}
+	}()
+	return ln.Addr().String(), conns
 }

@@ -10,6 +10,15 @@ data "terraform_remote_state" "cluster" {
   config = {
     path = var.cluster_state
   }
+
+  lifecycle {
+    # The backend's own error ("No stored state was found") does not say
+    # what to do.
+    precondition {
+      condition     = fileexists(var.cluster_state)
+      error_message = "No stage-1 state at ${var.cluster_state} (relative to this folder): run terraform apply in terraform/examples/openstack first, or set cluster_state to its state file."
+    }
+  }
 }
 
 locals {
