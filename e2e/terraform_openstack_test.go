@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"crypto/md5"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net"
@@ -12,7 +15,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -69,12 +74,18 @@ func requireMirror(t *testing.T, providers ...string) string {
 // tfWorkspace copies terraform/ and jobspecs/*.nomad.hcl (which the
 // platform module reads) into a temporary folder, so that init's
 // .terraform and lock file never land in the tree, and writes a CLI
-// config for tool that installs providers from mirror only. tofu's
-// default registry host is registry.opentofu.org, so for it the mirror is
-// seen through symlinks under that host name.
+// config for tool that installs providers from mirror only.
 func tfWorkspace(t *testing.T, tool, mirror string) (dir, cliConfig string) {
 	t.Helper()
-	dir = t.TempDir()
+	dir = tfTree(t)
+	return dir, mirrorConfig(t, dir, tool, mirror)
+}
+
+// tfTree copies terraform/ and jobspecs/*.nomad.hcl into a new folder,
+// without working files (.terraform, state, tfvars, lock files).
+func tfTree(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
 	for _, src := range []string{"../terraform", "../jobspecs"} {
 		err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -102,6 +113,15 @@ func tfWorkspace(t *testing.T, tool, mirror string) (dir, cliConfig string) {
 		})
 		require.NoError(t, err)
 	}
+	return dir
+}
+
+// mirrorConfig writes into dir a CLI config that installs every provider
+// from mirror (a registry.terraform.io layout) and nothing from anywhere
+// else. tofu's default registry host is registry.opentofu.org, so for it
+// the mirror is seen through links under that host name.
+func mirrorConfig(t *testing.T, dir, tool, mirror string) string {
+	t.Helper()
 	if tool == "tofu" {
 		// Folders made, files linked: the mirror search does not descend
 		// into a symlinked folder.
@@ -121,14 +141,14 @@ func tfWorkspace(t *testing.T, tool, mirror string) (dir, cliConfig string) {
 		require.NoError(t, err)
 		mirror = view
 	}
-	cliConfig = filepath.Join(dir, "cli.tfrc")
+	cliConfig := filepath.Join(dir, "cli.tfrc")
 	require.NoError(t, os.WriteFile(cliConfig, []byte(fmt.Sprintf(`provider_installation {
   filesystem_mirror {
     path = %q
   }
 }
 `, mirror)), 0o644))
-	return dir, cliConfig
+	return cliConfig
 }
 
 // tfRun runs tool in dir with env only (none of the caller's OS_* or
@@ -324,4 +344,113 @@ func loopbackSink(t *testing.T) (string, *atomic.Int64) {
 		}
 	}()
 	return ln.Addr().String(), conns
+}
+
+// qufopProvider returns a terraform-provider-qufop binary: QUFOP_PROVIDER_BIN,
+// else one built from ./cmd/terraform-provider-qufop; skips t without either.
+func qufopProvider(t *testing.T, dir string) string {
+	if p := os.Getenv("QUFOP_PROVIDER_BIN"); p != "" {
+		return p
+	}
+	if _, err := os.Stat("../cmd/terraform-provider-qufop"); err != nil {
+		t.Skip("skipping: no cmd/terraform-provider-qufop in this tree and no QUFOP_PROVIDER_BIN")
+	}
+	bin := filepath.Join(dir, "terraform-provider-qufop")
+	goBuild(t, bin, "./cmd/terraform-provider-qufop", false)
+	return bin
+}
+
+// TestTerraformOpenStackUFOPStage applies stage 3 of terraform/README.md,
+// terraform/examples/openstack/ufops, as written there (the provider from
+// a filesystem mirror named by TF_CLI_CONFIG_FILE, the management address
+// and keys in QUFOP_ADDR, QUFOP_ACCESS_KEY, QUFOP_SECRET_KEY, the source a
+// folder demo/ made from examples/ufop-demo), on a `qufop dev` of its own
+// instead of a cluster's builder: the UFOP is registered, built and runs
+// two healthy instances, its processing URL answers with the sample's MD5,
+// and destroy unregisters it.
+func TestTerraformOpenStackUFOPStage(t *testing.T) {
+	tools := tfTools(t)
+	work := t.TempDir()
+	provider := qufopProvider(t, work)
+	p := startPlatform(t)
+
+	// The mirror and CLI config of "What you need" in terraform/README.md.
+	mirror := filepath.Join(work, "mirror")
+	pdir := filepath.Join(mirror, "registry.terraform.io", "qufop", "qufop", "0.1.0", "linux_amd64")
+	require.NoError(t, os.MkdirAll(pdir, 0o755))
+	b, err := os.ReadFile(provider)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(pdir, "terraform-provider-qufop_v0.1.0"), b, 0o755))
+	cliConfig := filepath.Join(work, "qufop.tfrc")
+	require.NoError(t, os.WriteFile(cliConfig, []byte(fmt.Sprintf(`provider_installation {
+  filesystem_mirror {
+    path    = %q
+    include = ["registry.terraform.io/qufop/qufop"]
+  }
+}
+`, mirror)), 0o644))
+
+	demoBin := filepath.Join(work, "ufop-demo")
+	goBuild(t, demoBin, "./examples/ufop-demo", false)
+	for name, tool := range tools {
+		t.Run(name, func(t *testing.T) {
+			dir := tfTree(t)
+			root := filepath.Join(dir, "terraform", "examples", "openstack", "ufops")
+			spec, err := os.ReadFile("../examples/ufop-demo/ufop.yaml") // local/busybox:1, which this machine has
+			require.NoError(t, err)
+			require.NoError(t, os.MkdirAll(filepath.Join(root, "demo"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(root, "demo", "ufop.yaml"), spec, 0o644))
+			b, err := os.ReadFile(demoBin)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(root, "demo", "ufop-demo"), b, 0o755))
+
+			ufop := fmt.Sprintf("tf-demo-%d", time.Now().UnixNano()%1e6)
+			env := append(tfEnv(dir, cliConfig), "QUFOP_ADDR="+p.base, "QUFOP_ACCESS_KEY="+ak, "QUFOP_SECRET_KEY="+sk,
+				"QUFOP_CONFIG="+filepath.Join(work, "cli.json"))
+			run := func(args ...string) string {
+				t.Helper()
+				out, ok := tfRun(t, tool, root, env, args...)
+				require.True(t, ok, "%s %s:\n%s", name, strings.Join(args, " "), out)
+				return out
+			}
+			run("init", "-input=false", "-no-color")
+			destroyed := false
+			t.Cleanup(func() {
+				if !destroyed {
+					tfRun(t, tool, root, env, "destroy", "-input=false", "-no-color", "-auto-approve", "-var", "name="+ufop)
+				}
+			})
+			run("apply", "-input=false", "-no-color", "-auto-approve", "-var", "name="+ufop)
+
+			var outs struct {
+				Version, Healthy struct {
+					Value int `json:"value"`
+				}
+				Image struct {
+					Value string `json:"value"`
+				}
+			}
+			raw := run("output", "-json")
+			t.Logf("%s: stage 3 outputs %s", name, strings.Join(strings.Fields(raw), " "))
+			require.NoError(t, json.Unmarshal([]byte(strings.NewReplacer(`"healthy_instances"`, `"Healthy"`).Replace(raw)), &outs), raw)
+			assert.Equal(t, 1, outs.Version.Value, raw)
+			assert.Equal(t, 2, outs.Healthy.Value, raw)
+			assert.Contains(t, outs.Image.Value, ufop+":v1", raw)
+
+			sample, err := os.ReadFile("../platform/sample/sample.jpg")
+			require.NoError(t, err)
+			sum := md5.Sum(sample)
+			code, _, body := p.get("/demo/sample.jpg?" + ufop + "/md5")
+			require.Equal(t, 200, code, body)
+			assert.JSONEq(t, fmt.Sprintf(`{"hash":%q}`, hex.EncodeToString(sum[:])), body)
+			t.Logf("GET /demo/sample.jpg?%s/md5: %s", ufop, body)
+			code, _, body = p.get("/demo/sample.jpg?imageView2/2/w/200|" + ufop + "/wc")
+			require.Equal(t, 200, code, body)
+			assert.Contains(t, body, `"bytes":`)
+
+			run("destroy", "-input=false", "-no-color", "-auto-approve", "-var", "name="+ufop)
+			destroyed = true
+			assert.NotContains(t, p.must("list"), ufop)
+		})
+	}
 }

@@ -18,9 +18,10 @@ output "servers" {
 }
 
 output "clients" {
-  description = "Client machines (\"<class>-<n>\" => class, private and reachable address)."
+  description = "Client machines (\"<class>-<n>\" => class, buckets (whether it runs a gateway), private and reachable address)."
   value = { for k, c in local.clients : k => {
     class   = c.class
+    buckets = c.buckets
     private = openstack_networking_port_v2.client[k].all_fixed_ips[0]
     public  = local.client_public[k]
   } }
