@@ -224,6 +224,14 @@ func TestTerraformOpenStackExample(t *testing.T) {
 			require.Contains(t, out, addr, "plan should fail at the provider asking the dummy auth_url:\n%s", out)
 			require.Greater(t, conns.Load(), before, "plan did not reach the loopback auth_url")
 
+			// The example variables file is complete and valid.
+			out, ok = tfRun(t, tool, root, planEnv, "plan", "-input=false", "-no-color", "-lock=false", "-refresh=false",
+				"-var-file=terraform.tfvars.example", "-var", "nomad_gossip_key="+gossipKey(t), "-var", "consul_gossip_key="+gossipKey(t))
+			require.False(t, ok, out)
+			require.NotContains(t, out, "Invalid value for variable", out)
+			require.NotContains(t, out, "No value for required variable", out)
+			require.Contains(t, out, addr, out)
+
 			cases := map[string]struct {
 				vars []string
 				want string
