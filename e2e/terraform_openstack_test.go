@@ -384,16 +384,18 @@ func TestTerraformOpenStackUFOPStage(t *testing.T) {
 
 	// The mirror and CLI config of "What you need" in terraform/README.md.
 	mirror := filepath.Join(work, "mirror")
-	pdir := filepath.Join(mirror, "registry.terraform.io", "qufop", "qufop", "0.1.0", "linux_amd64")
-	require.NoError(t, os.MkdirAll(pdir, 0o755))
 	b, err := os.ReadFile(provider)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(pdir, "terraform-provider-qufop_v0.1.0"), b, 0o755))
+	for _, host := range []string{"registry.terraform.io", "registry.opentofu.org"} {
+		pdir := filepath.Join(mirror, host, "qufop", "qufop", "0.0.1", "linux_amd64")
+		require.NoError(t, os.MkdirAll(pdir, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(pdir, "terraform-provider-qufop_v0.0.1"), b, 0o755))
+	}
 	cliConfig := filepath.Join(work, "qufop.tfrc")
 	require.NoError(t, os.WriteFile(cliConfig, []byte(fmt.Sprintf(`provider_installation {
   filesystem_mirror {
     path    = %q
-    include = ["registry.terraform.io/qufop/qufop"]
+    include = ["registry.terraform.io/qufop/qufop", "registry.opentofu.org/qufop/qufop"]
   }
 }
 `, mirror)), 0o644))

@@ -5,10 +5,10 @@ terraform {
   required_providers {
     # qufop's own provider (terraform/provider, built by make as
     # bin/terraform-provider-qufop), installed from a filesystem mirror
-    # (terraform/README.md). The host is written out so that Terraform and
-    # OpenTofu, whose default hosts differ, look in the same mirror folder.
+    # (terraform/README.md): Terraform looks for it under
+    # registry.terraform.io, OpenTofu under registry.opentofu.org.
     qufop = {
-      source = "registry.terraform.io/qufop/qufop"
+      source = "qufop/qufop"
     }
   }
 }
