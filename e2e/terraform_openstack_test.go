@@ -242,6 +242,7 @@ func TestTerraformOpenStackExample(t *testing.T) {
 				"operator address only": {[]string{"-var", `operator_cidrs=["203.0.113.7"]`}, "operator_cidrs must list IPv4 CIDRs"},
 				"small subnet":          {[]string{"-var", "subnet_cidr=10.0.0.0/25"}, "prefix of /24 or shorter"},
 				"bad prefix":            {[]string{"-var", "name_prefix=Qufop_1"}, "name_prefix must be"},
+				"class not a host name": {[]string{"-var", `client_classes={gpu_nodes = { count = 1 }}`}, "client_classes names must be 1 to 24 lower-case letters"},
 			}
 			for what, c := range cases {
 				out := plan(c.vars...)

@@ -176,6 +176,10 @@ variable "client_classes" {
     error_message = "client_classes must have exactly one machine with registry = true (e.g. infra = { count = 1, buckets = false }, and registry = false on the other classes): the registry's address is baked into every UFOP image name and every client's Docker settings, so it must be one machine known before boot."
   }
   validation {
+    condition     = alltrue([for n in keys(var.client_classes) : can(regex("^[a-z][a-z0-9-]{0,23}$", n))])
+    error_message = "client_classes names must be 1 to 24 lower-case letters, digits and '-', starting with a letter: each machine is named <name_prefix>-<class>-<n>, which is also its host name and Nomad node name."
+  }
+  validation {
     condition     = sum(concat([0], [for c in values(var.client_classes) : c.count])) <= 80
     error_message = "client_classes may have at most 80 machines in all, so that DHCP's pool (host 100 on) holds them in a /24."
   }
