@@ -503,14 +503,15 @@ func TestTerraformOpenStackUFOPStage(t *testing.T) {
 	provider := qufopProvider(t, work)
 	p := startPlatform(t)
 
-	// The mirror and CLI config of "What you need" in terraform/README.md.
+	// The mirror and CLI config `make provider-mirror` makes (terraform/README.md,
+	// "What you need"), offline: no direct block.
 	mirror := filepath.Join(work, "mirror")
 	b, err := os.ReadFile(provider)
 	require.NoError(t, err)
 	for _, host := range []string{"registry.terraform.io", "registry.opentofu.org"} {
-		pdir := filepath.Join(mirror, host, "qufop", "qufop", "0.0.1", "linux_amd64")
+		pdir := filepath.Join(mirror, host, "qufop", "qufop", "0.1.0", "linux_amd64")
 		require.NoError(t, os.MkdirAll(pdir, 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(pdir, "terraform-provider-qufop_v0.0.1"), b, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(pdir, "terraform-provider-qufop_v0.1.0"), b, 0o755))
 	}
 	cliConfig := filepath.Join(work, "qufop.tfrc")
 	require.NoError(t, os.WriteFile(cliConfig, []byte(fmt.Sprintf(`provider_installation {

@@ -13,13 +13,15 @@ resource "qufop_ufop" "demo" {
 # Uploaded and built on apply; a change of any file of the source (its
 # source_hash) builds a new version.
 resource "qufop_ufop_version" "demo" {
-  ufop   = qufop_ufop.demo.name
+  # The id (the name, known once registered), not var.name: a replaced
+  # UFOP (unreg deletes its versions) then replaces these too.
+  ufop   = qufop_ufop.demo.id
   source = "${path.module}/${var.source_path}"
 }
 
 # Running the version: a new version is rolled out gray.
 resource "qufop_ufop_deployment" "demo" {
-  ufop      = qufop_ufop.demo.name
+  ufop      = qufop_ufop.demo.id
   version   = qufop_ufop_version.demo.version
   instances = var.instances
 }
