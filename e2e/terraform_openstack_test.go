@@ -411,7 +411,8 @@ func TestTerraformOpenStackPlatformStage(t *testing.T) {
 			require.True(t, ok, "%s validate:\n%s", name, out)
 			require.Contains(t, out, "The configuration is valid")
 
-			// Stage 1's outputs, as outputs.tf there makes them.
+			// Stage 1's outputs, as outputs.tf there makes them; ports other
+			// than the jobspecs' defaults, to see them reach the jobs.
 			fake := filepath.Join(dir, "stage1")
 			require.NoError(t, os.Mkdir(fake, 0o755))
 			require.NoError(t, os.WriteFile(filepath.Join(fake, "main.tf"), []byte(fmt.Sprintf(`
@@ -420,12 +421,12 @@ output "nomad_addr" {
 }
 output "platform" {
   value = {
-    datacenter       = "dc1"
-    buckets          = ["demo"]
-    registry_address = "10.40.0.20:5000"
-    registry_port    = 5000
-    gateway_port     = 8080
-    management_port  = 8081
+    datacenter       = "dc7"
+    buckets          = ["demo", "photos"]
+    registry_address = "10.40.0.20:15000"
+    registry_port    = 15000
+    gateway_port     = 18080
+    management_port  = 18081
     node_addresses   = { "qufop-gateway-0" = "203.0.113.10", "qufop-infra-0" = "203.0.113.11" }
   }
 }
@@ -436,9 +437,32 @@ output "platform" {
 			// plan of new jobs asks Nomad nothing; apply registers them, so
 			// it is apply that must fail at stage 1's nomad_addr (the
 			// sink: nothing else is contacted, and nothing is made).
-			out, ok = tfRun(t, tool, root, env, "plan", "-input=false", "-no-color", "-lock=false")
+			planFile := filepath.Join(dir, "platform.tfplan")
+			out, ok = tfRun(t, tool, root, env, "plan", "-input=false", "-no-color", "-lock=false", "-out="+planFile)
 			require.True(t, ok, "plan:\n%s", out)
-			require.Contains(t, out, `registry_address    = "10.40.0.20:5000"`, "plan should take the registry address from stage 1's state:\n%s", out)
+			raw, ok := tfRun(t, tool, root, env, "show", "-json", planFile)
+			require.True(t, ok, raw)
+			var plan planJSON
+			require.NoError(t, json.Unmarshal([]byte(raw), &plan), raw)
+			vars := map[string]map[string]any{}
+			for _, rc := range plan.ResourceChanges {
+				if rc.Type == "nomad_job" {
+					job := strings.TrimSuffix(strings.TrimPrefix(rc.Address, `module.platform.nomad_job.platform["`), `"]`)
+					vars[job] = rc.Change.After["hcl2"].([]any)[0].(map[string]any)["vars"].(map[string]any)
+				}
+			}
+			require.Len(t, vars, 4, raw)
+			// The ports the security groups open, the registry, datacenter
+			// and buckets: all from stage 1's state.
+			assert.Equal(t, "15000", vars["registry"]["port"])
+			assert.Equal(t, "18081", vars["builder"]["port"])
+			assert.Equal(t, "10.40.0.20:15000", vars["builder"]["registry"])
+			assert.Equal(t, "18080", vars["gateway"]["port"])
+			assert.JSONEq(t, `["demo","photos"]`, vars["gateway"]["buckets"].(string))
+			for job, v := range vars {
+				assert.JSONEq(t, `["dc7"]`, v["datacenters"].(string), job)
+			}
+			assert.Equal(t, "registry:2.8.3", vars["registry"]["image"], "the cloud's machines pull the upstream registry")
 			before := conns.Load()
 			out, ok = tfRun(t, tool, root, env, "apply", "-input=false", "-no-color", "-lock=false", "-auto-approve")
 			require.False(t, ok, "apply cannot succeed without Nomad:\n%s", out)
