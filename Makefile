@@ -83,8 +83,12 @@ test-nomad: deps services
 
 # terraform/modules/qufop-platform applied with a real Terraform CLI to a
 # `nomad agent -dev` and `consul agent -dev` (TestTerraformPlatform): the
-# four jobs up and healthy, the gateway, the management API and a UFOP
-# answering, no secret in the jobs or their logs, destroy removing it all.
+# four jobs up and healthy, the gateway and the management API answering,
+# no secret in the jobs or their logs; then a UFOP deployed by a second
+# root with terraform/provider (built by the test into the same offline
+# mirror) and one by the qufop CLI answering processing URLs; destroy of
+# the UFOP root removing its UFOP and job, destroy of the platform root
+# removing the rest and leaving the CLI's ufop-* job alone.
 # Needs nomad and consul on PATH, QUFOP_TERRAFORM (terraform 1.5.x or tofu;
 # else terraform or tofu on PATH) and QUFOP_TF_MIRROR (a provider mirror
 # holding hashicorp/nomad 2.x); prints SKIP and why without them.

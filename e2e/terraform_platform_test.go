@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/md5"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,18 +91,23 @@ func nomadProviderIn(mirror string) (string, error) {
 }
 
 // offlineCLIConfig writes a CLI configuration whose only provider source is
-// a mirror in dir holding the provider folder provider (symlinked file by
-// file) under both registry.terraform.io, terraform's default host, and
-// registry.opentofu.org, tofu's: hashicorp/nomad means the one or the other.
-func offlineCLIConfig(t *testing.T, dir, provider string) string {
+// a mirror in dir holding the provider folder nomad (symlinked file by
+// file) and the terraform-provider-qufop binary qufop (as qufop/qufop
+// tfProviderVersion), each under both registry.terraform.io, terraform's
+// default host, and registry.opentofu.org, tofu's: hashicorp/nomad and
+// qufop/qufop mean the one or the other. One configuration serves the
+// platform root and the UFOP root.
+func offlineCLIConfig(t *testing.T, dir, nomad, qufop string) string {
 	mirror := filepath.Join(dir, "mirror")
+	qufopBin, err := filepath.Abs(qufop)
+	require.NoError(t, err)
 	for _, host := range []string{"registry.terraform.io", "registry.opentofu.org"} {
 		dst := filepath.Join(mirror, host, "hashicorp", "nomad")
-		require.NoError(t, filepath.WalkDir(provider, func(p string, d fs.DirEntry, err error) error {
+		require.NoError(t, filepath.WalkDir(nomad, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			rel, _ := filepath.Rel(provider, p)
+			rel, _ := filepath.Rel(nomad, p)
 			if d.IsDir() {
 				return os.MkdirAll(filepath.Join(dst, rel), 0o755)
 			}
@@ -110,6 +117,9 @@ func offlineCLIConfig(t *testing.T, dir, provider string) string {
 			}
 			return os.Symlink(abs, filepath.Join(dst, rel))
 		}))
+		qdir := filepath.Join(mirror, host, "qufop", "qufop", tfProviderVersion, runtime.GOOS+"_"+runtime.GOARCH)
+		require.NoError(t, os.MkdirAll(qdir, 0o755))
+		require.NoError(t, os.Symlink(qufopBin, filepath.Join(qdir, "terraform-provider-qufop_v"+tfProviderVersion)))
 	}
 	config := filepath.Join(dir, "terraformrc")
 	require.NoError(t, os.WriteFile(config, []byte(fmt.Sprintf(`provider_installation {
@@ -182,9 +192,15 @@ type platformOutputs struct {
 // the Nomad Variable, that the secret key is in neither the jobs nor their
 // logs nor the outputs, that an update (rotated keys, a scaler variable)
 // returns once the scalers' deployment is healthy and the builder then
-// takes the new keys, that a UFOP deployed through the builder answers a
-// processing URL, and that destroy removes every job and the variable and
-// leaves that UFOP's job alone (the module does not own ufop-* jobs).
+// takes the new keys, that a UFOP deployed with terraform/provider from a
+// second root module (qufop_ufop, qufop_ufop_version,
+// qufop_ufop_deployment, the qufop_ufop data source; qufop/qufop installed
+// from the same offline mirror) against the management_url output answers
+// a processing URL through the gateway job, as does one deployed with the
+// qufop CLI, that destroy of the UFOP root unregisters its UFOP and purges
+// its job, and that destroy of the platform root then removes every job
+// and the variable and leaves the CLI's UFOP's job alone (the module does
+// not own ufop-* jobs).
 func TestTerraformPlatform(t *testing.T) {
 	var missing []string
 	for _, b := range []string{"nomad (v1.6.5)", "consul (v1.16.3)"} {
@@ -214,6 +230,7 @@ func TestTerraformPlatform(t *testing.T) {
 		}
 	}
 	work := t.TempDir()
+	providerBin := qufopProvider(t, work) // terraform/provider, for the UFOP root
 	bin := filepath.Join(work, "qufop")
 	goBuild(t, bin, "./cmd/qufop", true)
 	demoBin := filepath.Join(work, "ufop-demo")
@@ -227,12 +244,14 @@ func TestTerraformPlatform(t *testing.T) {
 	if _, err := c.ImageInspect(context.Background(), regImage); err != nil {
 		makeImage(t, c, regImage, []string{"registry"})
 	}
-	ufopName := fmt.Sprintf("tf-e2e-%d", suffix)
+	ufopName := fmt.Sprintf("tf-e2e-%d", suffix)  // deployed with the qufop CLI
+	tfUFOP := fmt.Sprintf("tf-e2e-tf-%d", suffix) // deployed with terraform/provider
 	removeUFOPImagesAtEnd(t, c, ufopName)
+	removeUFOPImagesAtEnd(t, c, tfUFOP)
 
 	module, err := filepath.Abs("../terraform/modules/qufop-platform")
 	require.NoError(t, err)
-	config := offlineCLIConfig(t, filepath.Join(work, "tf"), provider)
+	config := offlineCLIConfig(t, filepath.Join(work, "tf"), provider, providerBin)
 	root := func(name string) *tfRoot {
 		dir := filepath.Join(work, name)
 		require.NoError(t, os.Mkdir(dir, 0o755))
@@ -250,7 +269,7 @@ func TestTerraformPlatform(t *testing.T) {
 	e := startNomadEnv(t)
 	demo := filepath.Join(e.buckets, "demo")
 	require.NoError(t, os.Mkdir(demo, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(demo, "hello.txt"), []byte("hello from terraform"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(demo, "hello.txt"), []byte(helloText), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(demo, "storm.jpg"), mustRead(t, "../testdata/images/storm-1920x1080.jpg"), 0o644))
 	for _, p := range []string{demo, filepath.Join(demo, "hello.txt"), filepath.Join(demo, "storm.jpg")} {
 		require.NoError(t, os.Chown(p, 10001, 10001)) // the gateway's user
@@ -358,7 +377,7 @@ output "platform" {
 	require.Equal(t, 200, code, body)
 	code, _, body = httpGet(t, gw+"/demo/hello.txt")
 	require.Equal(t, 200, code, body)
-	require.Equal(t, "hello from terraform", body)
+	require.Equal(t, helloText, body)
 	code, ctype, body := httpGet(t, gw+"/demo/storm.jpg?imageView2/2/w/100/format/webp")
 	require.Equal(t, 200, code, body)
 	require.Equal(t, "image/webp", ctype)
@@ -414,15 +433,17 @@ output "platform" {
 	checkNoSecretInJobs(t, secretKey)
 	checkNoSecretInJobs(t, oldSecret)
 
-	// A UFOP deployed through the builder job answers a processing URL:
+	// A UFOP deployed through terraform/provider answers a processing URL:
 	// the builder built it on the node's Docker, pushed it to the registry
-	// job, ran it as ufop-<name>, and the gateway job found it in Consul.
-	//
-	// TODO(issue 13, terraform/provider): the same through a second root
-	// module using the qufop provider (qufop_ufop, qufop_ufop_version,
-	// qufop_ufop_deployment) against out.ManagementURL, once the provider
-	// lands; this CLI deployment stays as the check that the builder job
-	// works, and as the ufop-* job destroy must leave alone.
+	// job, Nomad runs it as ufop-<name>, Consul has it passing, and the
+	// gateway job found it there.
+	u := deployUFOPRoot(t, e, root("ufops"), r, out, accessKey, secretKey, tfUFOP, demoSource(t, demoBin, "handler", ""))
+
+	// The same through the qufop CLI. Besides the CLI's own path on the
+	// builder job, this UFOP is the ufop-* job that the platform's destroy
+	// must leave alone (the module does not own ufop-* jobs): the
+	// provider's UFOP cannot be, as its destroy goes through the builder's
+	// management API and so has to come before the platform's.
 	cli := func(args ...string) string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -441,13 +462,23 @@ output "platform" {
 	cli("resize", ufopName, "-n", "1", "--timeout", "5m")
 	waitUntil(t, 2*time.Minute, "the UFOP through the gateway", func() (bool, string) {
 		code, _, body := httpGet(t, gw+"/demo/hello.txt?"+ufopName+"/md5")
-		return code == 200, fmt.Sprintf("%d %s", code, body)
+		return code == 200 && strings.TrimSpace(body) == helloMD5, fmt.Sprintf("%d %s", code, body)
 	})
 	t.Logf("UFOP %s: reg, build, chver, resize to answering through the gateway: %s", ufopName, time.Since(start).Round(100*time.Millisecond))
 	// Build logs and the builder's own: the secret is still in none.
 	checkNoSecretInJobs(t, secretKey)
 	ufopJob, _, err := e.nomad.Jobs().Info("ufop-"+ufopName, nil)
 	require.NoError(t, err)
+
+	// Destroy of the UFOP root: the UFOP is unregistered, its job purged,
+	// its service out of Consul; the CLI's UFOP is untouched.
+	u.destroy()
+	e.waitPassing(t, "ufop-"+ufopName, "ufop-"+ufopName, time.Minute)
+	code, _, body = httpGet(t, gw+"/demo/hello.txt?"+ufopName+"/md5")
+	require.Equal(t, 200, code, body)
+	after, _, err := e.nomad.Jobs().Info("ufop-"+ufopName, nil)
+	require.NoError(t, err)
+	require.Equal(t, *ufopJob.JobModifyIndex, *after.JobModifyIndex, "destroy of %s changed ufop-%s", tfUFOP, ufopName)
 
 	start = time.Now()
 	r.must("destroy", "-input=false", "-no-color", "-auto-approve")
@@ -462,10 +493,174 @@ output "platform" {
 	require.NoError(t, err)
 	require.Empty(t, strings.TrimSpace(state), "state after destroy")
 	// The UFOP's job is the builder's and the scaler's, not the module's.
-	after, _, err := e.nomad.Jobs().Info("ufop-"+ufopName, nil)
+	after, _, err = e.nomad.Jobs().Info("ufop-"+ufopName, nil)
 	require.NoError(t, err, "destroy removed ufop-%s", ufopName)
 	require.Equal(t, *ufopJob.JobModifyIndex, *after.JobModifyIndex, "destroy changed ufop-%s", ufopName)
 	// The nomadEnv's clean-up purges it and stops the agents.
+}
+
+// helloText is demo/hello.txt in the platform's bucket; helloMD5 what the
+// demo UFOP's md5 command answers for it.
+const helloText = "hello from terraform"
+
+var helloMD5 = fmt.Sprintf(`{"hash":"%x"}`, md5.Sum([]byte(helloText)))
+
+// ufopRoot is the root module deployUFOPRoot applied.
+type ufopRoot struct {
+	t       *testing.T
+	e       *nomadEnv
+	r       *tfRoot
+	admin   *qclient.Client
+	name    string
+	procURL string
+}
+
+// deployUFOPRoot applies in r a root module that deploys the UFOP name
+// from the folder src with terraform/provider (qufop_ufop,
+// qufop_ufop_version, qufop_ufop_deployment of one instance, and the
+// qufop_ufop data source) to the platform that the root platform applied:
+// the provider's address is the management_url output read from that
+// root's state, as stage 2 of terraform/README.md reads stage 1's, and the
+// admin keys come from QUFOP_ACCESS_KEY and QUFOP_SECRET_KEY, as the
+// provider documents, so that they are in neither the code nor the state.
+// It checks that the builder pushed the image to the registry job, that
+// Nomad runs ufop-<name> with its service passing in Consul, that the
+// processing URL the root outputs answers from that UFOP through the
+// gateway job, and that a second plan is empty.
+func deployUFOPRoot(t *testing.T, e *nomadEnv, r, platform *tfRoot, out platformOutputs, accessKey, secretKey, name, src string) *ufopRoot {
+	t.Helper()
+	r.env = slices.DeleteFunc(slices.Clone(r.env), func(kv string) bool { return strings.HasPrefix(kv, "QUFOP_") })
+	r.env = append(r.env, "QUFOP_ACCESS_KEY="+accessKey, "QUFOP_SECRET_KEY="+secretKey,
+		"QUFOP_CONFIG="+filepath.Join(r.dir, "no-login.json")) // no saved login of the machine's user
+	r.write(fmt.Sprintf(`
+terraform {
+  required_providers {
+    qufop = {
+      source = "qufop/qufop"
+    }
+  }
+}
+
+data "terraform_remote_state" "platform" {
+  backend = "local"
+  config = {
+    path = %q
+  }
+}
+
+locals {
+  platform = data.terraform_remote_state.platform.outputs.platform
+}
+
+provider "qufop" {
+  address = local.platform.management_url
+}
+
+resource "qufop_ufop" "demo" {
+  name        = %q
+  description = "deployed by TestTerraformPlatform"
+}
+
+resource "qufop_ufop_version" "demo" {
+  ufop   = qufop_ufop.demo.id
+  source = %q
+}
+
+resource "qufop_ufop_deployment" "demo" {
+  ufop      = qufop_ufop.demo.id
+  version   = qufop_ufop_version.demo.version
+  instances = 1
+}
+
+data "qufop_ufop" "demo" {
+  name = qufop_ufop_deployment.demo.ufop
+}
+
+output "image" {
+  value = qufop_ufop_version.demo.image
+}
+
+output "deployed_version" {
+  value = qufop_ufop_deployment.demo.deployed_version
+}
+
+output "healthy_instances" {
+  value = length([for i in data.qufop_ufop.demo.instances : i if i.healthy && i.version == qufop_ufop_deployment.demo.deployed_version])
+}
+
+output "processing_url" {
+  value = "${local.platform.gateway_url}/demo/hello.txt?${qufop_ufop.demo.name}/md5"
+}
+`, filepath.Join(platform.dir, "terraform.tfstate"), name, src))
+	r.must("init", "-input=false", "-no-color")
+	start := time.Now()
+	applied := r.must("apply", "-input=false", "-no-color", "-auto-approve")
+	t.Logf("UFOP %s: apply of the UFOP root (reg, build, chver, resize to 1 healthy instance): %s", name, time.Since(start).Round(100*time.Millisecond))
+	require.NotContains(t, applied, secretKey, "apply printed the secret key")
+	state, err := os.ReadFile(filepath.Join(r.dir, "terraform.tfstate"))
+	require.NoError(t, err)
+	require.NotContains(t, string(state), secretKey, "the UFOP root's state holds the secret key")
+
+	var outs struct {
+		Image            struct{ Value string } `json:"image"`
+		DeployedVersion  struct{ Value int }    `json:"deployed_version"`
+		HealthyInstances struct{ Value int }    `json:"healthy_instances"`
+		ProcessingURL    struct{ Value string } `json:"processing_url"`
+	}
+	raw := r.must("output", "-json")
+	require.NoError(t, json.Unmarshal([]byte(raw), &outs), raw)
+	require.Equal(t, 1, outs.DeployedVersion.Value, raw)
+	require.Equal(t, 1, outs.HealthyInstances.Value, "the data source's healthy instances: %s", raw)
+	procURL := out.GatewayURL + "/demo/hello.txt?" + name + "/md5"
+	require.Equal(t, procURL, outs.ProcessingURL.Value, raw)
+
+	// The builder pushed the image to the registry job.
+	repo, ok := strings.CutPrefix(outs.Image.Value, out.RegistryAddress+"/")
+	require.True(t, ok, "image %s is not in the registry job at %s", outs.Image.Value, out.RegistryAddress)
+	repo, ok = strings.CutSuffix(repo, ":v1")
+	require.True(t, ok && strings.HasSuffix(repo, "/"+name), "image %s is not version 1 of %s", outs.Image.Value, name)
+	var tags struct{ Tags []string }
+	getJSON(t, "http://"+out.RegistryAddress+"/v2/"+repo+"/tags/list", &tags)
+	require.Contains(t, tags.Tags, "v1", "the registry job's tags of %s", repo)
+
+	// Nomad runs it, Consul has it passing, the gateway job serves it.
+	e.waitPassing(t, "ufop-"+name, "ufop-"+name, 3*time.Minute)
+	waitUntil(t, 2*time.Minute, "the processing URL of "+name, func() (bool, string) {
+		code, _, body := httpGet(t, procURL)
+		return code == 200 && strings.TrimSpace(body) == helloMD5, fmt.Sprintf("%d %s", code, body)
+	})
+	admin := qclient.New(out.ManagementURL, auth.Credentials{AccessKey: accessKey, SecretKey: secretKey})
+	rec, err := admin.Info(context.Background(), name)
+	require.NoError(t, err)
+	require.Equal(t, 1, rec.Current)
+	require.Equal(t, 1, rec.Desired)
+	t.Logf("UFOP %s: apply to %s answering: %s", name, procURL, time.Since(start).Round(100*time.Millisecond))
+
+	plan, planErr, err := r.run("plan", "-input=false", "-no-color", "-detailed-exitcode")
+	require.NoError(t, err, "plan of the UFOP root after apply wants changes (exit 2) or failed:\n%s%s", plan, planErr)
+	return &ufopRoot{t: t, e: e, r: r, admin: admin, name: name, procURL: procURL}
+}
+
+// destroy destroys the UFOP root and checks that the UFOP is unregistered,
+// its Nomad job purged and its service out of Consul.
+func (u *ufopRoot) destroy() {
+	t := u.t
+	t.Helper()
+	start := time.Now()
+	u.r.must("destroy", "-input=false", "-no-color", "-auto-approve")
+	t.Logf("UFOP %s: destroy of the UFOP root: %s", u.name, time.Since(start).Round(100*time.Millisecond))
+	_, err := u.admin.Info(context.Background(), u.name)
+	require.True(t, qclient.IsStatus(err, http.StatusNotFound), "Info of %s after destroy: %v", u.name, err)
+	u.e.waitGone(t, "ufop-"+u.name, "ufop-"+u.name, 3*time.Minute)
+	state, _, err := u.r.run("state", "list")
+	require.NoError(t, err)
+	require.Empty(t, strings.TrimSpace(state), "the UFOP root's state after destroy")
+	// The gateway follows Consul's catalog: give it time to see the
+	// service go.
+	waitUntil(t, time.Minute, u.procURL+" to stop answering", func() (bool, string) {
+		code, _, body := httpGet(t, u.procURL)
+		return code != 200, fmt.Sprintf("%d %s", code, body)
+	})
 }
 
 // checkPlatformValidation plans the module with bad variables in root r
