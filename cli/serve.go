@@ -46,7 +46,7 @@ func newGatewayFlags(fs *pflag.FlagSet) *gatewayFlags {
 	fs.IntVar(&img.MaxOutSide, "max-output-side", img.MaxOutSide, "largest output image side, pixels")
 	fs.IntVar(&img.MaxOutPixels, "max-output-pixels", img.MaxOutPixels, "largest output image area, pixels")
 	fs.IntVar(&img.MaxGIFFrames, "max-gif-frames", img.MaxGIFFrames, "most frames of an animated input")
-	fs.Int64Var(&img.WholeImageBudget, "whole-image-budget", img.WholeImageBudget, "bytes of decoded images that whole-image operations (rotate, auto-orient of a turned image) may hold at once; more wait, a step that alone needs more gets 400")
+	fs.Int64Var(&img.WholeImageBudget, "whole-image-budget", img.WholeImageBudget, "bytes of memory that whole-image operations (rotate, auto-orient of a turned image) may take at once, counted as twice each one's decoded image; more wait, a step that alone needs more gets 400")
 	fs.Int64Var(&f.cfg.CacheBytes, "source-cache", f.cfg.CacheBytes, "bytes of small stored objects kept in memory (0: none)")
 	fs.DurationVar(&f.cfg.CacheValid, "source-cache-valid", f.cfg.CacheValid, "how long a cached object is served before its file is checked again (writes through the platform are seen at once; 0: check on every read)")
 	fs.Int64Var(&f.cfg.CacheObjectBytes, "source-cache-object", f.cfg.CacheObjectBytes, "largest object the source cache keeps (large sources are dominated by their processing)")

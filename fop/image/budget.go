@@ -18,6 +18,15 @@ import (
 // others to finish (its request's deadline still applies), and one that
 // could never fit is refused before anything is decoded.
 
+// wholeImageCopies is what a whole-image step costs, in copies of its
+// decoded input: the copy libvips turns, plus its buffers, the encoder's
+// and the Go side's, measured as the rise of the gateway's VmHWM for one
+// step alone (a 20 MP rotate/90: 127 MB over idle for a 61 MB image,
+// 2026-12-02). An arbitrary angle adds its bounding box once. With this
+// the budget is close to the memory the steps really take, rather than a
+// quarter of it.
+const wholeImageCopies = 2
+
 // budget is the memory of the whole-image operations running now.
 type budget struct {
 	sem  *semaphore.Weighted

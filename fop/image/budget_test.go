@@ -19,7 +19,8 @@ import (
 func TestWholeImageBudget(t *testing.T) {
 	cfg := NewDefaultConfig()
 	// storm is 1920x1080x3 = 6,220,800 bytes decoded; kleiber 6028x3391x3.
-	cfg.WholeImageBudget = 8 << 20
+	// A step takes wholeImageCopies of its decoded input.
+	cfg.WholeImageBudget = 16 << 20
 	r := newReg(t, cfg)
 	kleiber := mustRead(testdata + "kleiber-6028x3391.jpg")
 	x := r["imageMogr2"].(*ImageMogr2).x
@@ -29,10 +30,10 @@ func TestWholeImageBudget(t *testing.T) {
 		src  []byte
 		need int64
 	}{
-		{"imageMogr2/rotate/90", storm, 1920 * 1080 * 3},
-		{"imageMogr2/rotate/45", storm, (1920*1080 + 2120*2120) * 3},  // and the bounding box
-		{"imageMogr2/thumbnail/400x/rotate/90", storm, 400 * 225 * 3}, // rotated after the shrink
-		{"imageMogr2/auto-orient/thumbnail/400x", blinds, 1920 * 1200 * 3},
+		{"imageMogr2/rotate/90", storm, 2 * 1920 * 1080 * 3},
+		{"imageMogr2/rotate/45", storm, (2*1920*1080 + 2120*2120) * 3},    // and the bounding box
+		{"imageMogr2/thumbnail/400x/rotate/90", storm, 2 * 400 * 225 * 3}, // rotated after the shrink
+		{"imageMogr2/auto-orient/thumbnail/400x", blinds, 2 * 1920 * 1200 * 3},
 		{"imageMogr2/auto-orient/thumbnail/400x", storm, 0}, // orientation 1: nothing to turn
 		{"imageMogr2/thumbnail/400x/blur/3x2/crop/100x100", kleiber, 0},
 		{"imageMogr2/rotate/360", storm, 0},
@@ -58,7 +59,7 @@ func TestWholeImageBudget(t *testing.T) {
 	thumbnailImage = func(b []byte, o vips.ThumbnailOptions) (*vips.Image, error) { decodes++; return origThumb(b, o) }
 	t.Cleanup(func() { loadImage, thumbnailImage = origLoad, origThumb })
 	_, err := do(t, r, "imageMogr2/rotate/90", kleiber)
-	if errs.Status(err) != 400 || !strings.Contains(errs.Public(err), "needs 58 MB of memory for the whole image, over the 8 MB budget") {
+	if errs.Status(err) != 400 || !strings.Contains(errs.Public(err), "needs 116 MB of memory for the whole image, over the 16 MB budget") {
 		t.Fatalf("kleiber rotate: %v", err)
 	}
 	if decodes != 0 {
@@ -66,7 +67,7 @@ func TestWholeImageBudget(t *testing.T) {
 	}
 
 	// The budget held by others: the step waits, and its deadline applies.
-	release, err := x.budget.take(context.Background(), 4<<20, "test")
+	release, err := x.budget.take(context.Background(), 8<<20, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func TestWholeImageBudget(t *testing.T) {
 	if _, err := do(t, r, "imageMogr2/rotate/90", storm); err != nil {
 		t.Fatal(err)
 	}
-	if !x.budget.sem.TryAcquire(8 << 20) {
+	if !x.budget.sem.TryAcquire(16 << 20) {
 		t.Error("the budget was not given back in full")
 	}
 }

@@ -45,7 +45,7 @@ func NewDefaultConfig() Config {
 		DefaultQuality: 75,
 		// A 150 MP RGB source (Qiniu's pixel limit) fits alone; on the
 		// 2-core reference machine the gateway then peaks under 1 GB.
-		WholeImageBudget: 512 << 20,
+		WholeImageBudget: 1 << 30, // the largest image the pixel limit admits fits alone: 150 MP x 3 bands x 2 copies
 	}
 }
 

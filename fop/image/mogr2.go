@@ -344,7 +344,8 @@ func (x *Image) mogr2Plan(src *source, ops []mogrOp) (int64, error) {
 	w, h := src.hdr.Width, src.hdr.Height
 	oriented := false
 	var need int64
-	whole := func() { need = max(need, int64(w)*int64(h)*bytesPerPixel(src.hdr.Bands, src.hdr.BandFormat)) }
+	bpp := bytesPerPixel(src.hdr.Bands, src.hdr.BandFormat)
+	whole := func() { need = max(need, wholeImageCopies*int64(w)*int64(h)*bpp) }
 	grav := northWest
 	for _, op := range ops {
 		switch op.kind {
@@ -386,7 +387,7 @@ func (x *Image) mogr2Plan(src *source, ops []mogrOp) (int64, error) {
 				// An arbitrary angle also renders its bounding box
 				// (bench/memory.sh: 707 MB for two at once on 20 MP,
 				// against 458 MB for rotate/90).
-				need = max(need, (in+int64(w)*int64(h))*bytesPerPixel(src.hdr.Bands, src.hdr.BandFormat))
+				need = max(need, (wholeImageCopies*in+int64(w)*int64(h))*bpp)
 			}
 		}
 		if err := x.checkWork(w, h); err != nil {
