@@ -45,9 +45,22 @@ qpid=$!
 IMGPROXY_BIND=127.0.0.1:$IPORT IMGPROXY_LOCAL_FILESYSTEM_ROOT=$work/img IMGPROXY_LOG_LEVEL=error \
   imgproxy >"$work/imgproxy.log" 2>&1 &
 ipid=$!
+# alive PID: false, after saying which server died, how, and the end of its
+# output, when PID is no longer running.
+alive() {
+  kill -0 "$1" 2>/dev/null && return 0
+  local name=qufop st=0
+  [ "$1" = "$ipid" ] && name=imgproxy
+  wait "$1" 2>/dev/null || st=$?
+  local kept=/tmp/compare-$name-$1.log
+  cp "$work/$name.log" "$kept"
+  echo "bench: $name (pid $1) died (exit status $st; 128+n is signal n); its whole output is in $kept; the start of a crash:" >&2
+  grep -m1 -A30 -E '^(panic|fatal error|SIG[A-Z]+)' "$kept" >&2 || tail -n 40 "$kept" >&2
+  return 1
+}
 cleanup() {
   for p in $qpid $ipid; do
-    kill -0 $p 2>/dev/null || { echo "bench: a server (pid $p) died; the end of its output:" >&2; tail -40 "$work/qufop.log" "$work/imgproxy.log" >&2; }
+    alive "$p" || true
   done
   kill $qpid $ipid 2>/dev/null || true
   wait $qpid $ipid 2>/dev/null || true
@@ -106,6 +119,8 @@ for r in $(seq "$ROUNDS"); do
     else
       io=$(run "http://127.0.0.1:$IPORT$ip"); qo=$(run "http://127.0.0.1:$QPORT$qp")
     fi
+    # A dead server makes the ratios meaningless: stop with its output.
+    alive "$qpid" && alive "$ipid" || exit 1
     read -r qrps qp99 qbad <<<"$qo"
     read -r irps ip99 ibad <<<"$io"
     ratio=$(awk -v a="$qrps" -v b="$irps" 'BEGIN {printf "%.3f", a/b}')
@@ -127,6 +142,7 @@ for w in "${workloads[@]}"; do
   read -r _ qb ib <<<"$(awk -v n="$name" '$1==n' "$work/bytes.txt")"
   printf '%-15s %-22s %-10s %-22s %-22s %s\n' "$name" "$med ($all)" ">= 1.1" "$qp / $ipp" "$qb / $ib" "$(awk -v a="$qb" -v b="$ib" 'BEGIN {printf "%.3f", a/b}')"
 done
+alive "$qpid" && alive "$ipid" || exit 1
 qh=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' /proc/$qpid/status)
 ih=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' /proc/$ipid/status)
 echo "peak RSS (VmHWM): qufop $qh MB, imgproxy $ih MB"
