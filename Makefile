@@ -131,6 +131,7 @@ fuzz:
 	$(GO) test ./fop/image -run='^$$' -fuzz='^FuzzGeometry$$' -fuzztime=$(FUZZTIME)
 	$(GO) test ./fop/image -run='^$$' -fuzz='^FuzzContainer$$' -fuzztime=$(FUZZTIME)
 	$(GO) test ./fop/image/vips -run='^$$' -fuzz='^FuzzPNGWhole$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./fop/image/vips -run='^$$' -fuzz='^FuzzScaleJPEG$$' -fuzztime=$(FUZZTIME)
 	$(GO) test ./storage/local -run='^$$' -fuzz='^FuzzKey$$' -fuzztime=$(FUZZTIME)
 	$(GO) test ./ufop -run='^$$' -fuzz='^FuzzParseSpec$$' -fuzztime=$(FUZZTIME)
 	$(GO) test ./ufop -run='^$$' -fuzz='^FuzzResponse$$' -fuzztime=$(FUZZTIME)

@@ -1,5 +1,6 @@
 #include "scale.h"
 #include "pngfast.h"
+#include "jpegfast.h"
 
 /* qf_scale is imageView2's pipeline in one call, as imgproxy builds its own
  * instead of vips_thumbnail: the input is opened once (a JPEG at the DCT
@@ -21,7 +22,14 @@ qf_scale(const void *buf, size_t len, int jpeg, int shrink, int fail,
 	VipsBandFormat format;
 	int premultiplied = 0;
 
-	if (jpeg && shrink > 1)
+	if (jpeg && png_fast_max > 0 &&
+		qf_jpeg_fast(buf, len, shrink, png_fast_max, &t[0]) == QF_JPEG_OK) {
+		/* Decoded whole by libjpeg, without libvips' loader, which
+		 * would have read the orientation vips_autorot turns by. */
+		if (orientation > 1 && orientation <= 8)
+			vips_image_set_int(t[0], VIPS_META_ORIENTATION, orientation);
+	}
+	else if (jpeg && shrink > 1)
 		(void) vips_jpegload_buffer((void *) buf, len, &t[0],
 			"shrink", shrink,
 			"access", VIPS_ACCESS_SEQUENTIAL,

@@ -1,6 +1,6 @@
 package vips
 
-// #cgo pkg-config: libdeflate
+// #cgo pkg-config: libdeflate libjpeg
 // #include "scale.h"
 import "C"
 
@@ -52,7 +52,7 @@ func Scale(data []byte, o ScaleOptions) (*Image, error) {
 	switch {
 	case pngMax == 0:
 		pngMax = DefaultPNGWholeMax
-	case pngMax < 0 || o.JPEG:
+	case pngMax < 0:
 		pngMax = 0
 	}
 	src := newOwner(data)
