@@ -23,15 +23,17 @@ type ScaleOptions struct {
 	Orientation int
 	// FailOnTruncated: see LoadOptions.
 	FailOnTruncated bool
-	// PNGWholeMax is the largest decoded size, in bytes, of a PNG that is
-	// decoded whole with libdeflate (pngfast.c) rather than streamed
-	// through libpng: 0 means DefaultPNGWholeMax, a negative value never.
+	// PNGWholeMax is the largest decoded size, in bytes, of an image that
+	// is decoded whole into memory, a PNG with libdeflate (pngfast.c), a
+	// JPEG with libjpeg at its DCT scale (jpegfast.c), rather than
+	// streamed through libvips' loader: 0 means DefaultPNGWholeMax, a
+	// negative value never.
 	PNGWholeMax int
 }
 
-// DefaultPNGWholeMax bounds the memory of a PNG decoded whole: 32 MiB is
-// an 8 MP RGBA image. Larger ones stream through libvips' loader, which
-// holds a few rows at a time.
+// DefaultPNGWholeMax bounds the memory of an image decoded whole: 32 MiB
+// is an 8 MP RGBA image, or a 20 MP JPEG at half size. Larger ones stream
+// through libvips' loader, which holds a few rows at a time.
 const DefaultPNGWholeMax = 32 << 20
 
 // Scale decodes one frame of data and resizes it to exactly
