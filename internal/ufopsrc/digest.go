@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 )
 
 // Digest is the SHA-256 (hex) of a version's source: of the file's bytes
@@ -41,42 +40,13 @@ func Digest(src string) (string, error) {
 }
 
 func folderDigest(dir string) (string, error) {
-	root, err := filepath.Abs(dir)
-	if err == nil {
-		root, err = filepath.EvalSymlinks(root)
-	}
-	if err != nil {
-		return "", fmt.Errorf("source folder: %v", err)
-	}
-	if fi, err := os.Lstat(filepath.Join(root, "ufop.yaml")); err != nil || !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("folder %s has no ufop.yaml at its root", dir)
-	}
 	h := sha256.New()
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("cannot read %s: %v", p, err)
-		}
-		if p == root {
-			return nil
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		name := filepath.ToSlash(rel)
-		fi, err := d.Info()
-		if err != nil {
-			return fmt.Errorf("cannot read %s: %v", name, err)
-		}
+	err := walk(dir, "source folder", "read", func(p, name string, fi fs.FileInfo, link string) error {
 		// Each record is NUL-separated and NUL-ended: no name holds a NUL.
 		switch m := fi.Mode(); {
 		case m.IsDir():
 			fmt.Fprintf(h, "d\x00%s\x00%o\x00", name, m.Perm())
 		case m&fs.ModeSymlink != 0:
-			link, err := symlinkInside(root, p, name)
-			if err != nil {
-				return err
-			}
 			fmt.Fprintf(h, "l\x00%s\x00%s\x00", name, link)
 		case m.IsRegular():
 			f, err := os.Open(p)
@@ -89,8 +59,6 @@ func folderDigest(dir string) (string, error) {
 				return fmt.Errorf("cannot read %s: %v", name, err)
 			}
 			fmt.Fprintf(h, "f\x00%s\x00%o\x00%x\x00", name, m.Perm(), c.Sum(nil))
-		default:
-			return fmt.Errorf("cannot pack %s: %s is not a regular file, folder or symlink", dir, name)
 		}
 		return nil
 	})

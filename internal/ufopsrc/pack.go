@@ -25,43 +25,8 @@ func IsTarballName(p string) bool {
 // inside the folder (absolute ones are made relative) and refused
 // otherwise; other special files are refused.
 func Pack(dir string, w io.Writer) error {
-	root, err := filepath.Abs(dir)
-	if err == nil {
-		root, err = filepath.EvalSymlinks(root)
-	}
-	if err != nil {
-		return fmt.Errorf("build folder: %v", err)
-	}
-	if fi, err := os.Lstat(filepath.Join(root, "ufop.yaml")); err != nil || !fi.Mode().IsRegular() {
-		return fmt.Errorf("folder %s has no ufop.yaml at its root", dir)
-	}
 	tw := tar.NewWriter(w)
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("cannot pack %s: %v", p, err)
-		}
-		if p == root {
-			return nil
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		name := filepath.ToSlash(rel)
-		fi, err := d.Info()
-		if err != nil {
-			return fmt.Errorf("cannot pack %s: %v", name, err)
-		}
-		link := ""
-		switch m := fi.Mode(); {
-		case m.IsDir(), m.IsRegular():
-		case m&fs.ModeSymlink != 0:
-			if link, err = symlinkInside(root, p, name); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("cannot pack %s: %s is not a regular file, folder or symlink", dir, name)
-		}
+	err := walk(dir, "build folder", "pack", func(p, name string, fi fs.FileInfo, link string) error {
 		hdr, err := tar.FileInfoHeader(fi, link)
 		if err != nil {
 			return fmt.Errorf("cannot pack %s: %v", name, err)
