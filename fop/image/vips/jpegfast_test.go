@@ -49,7 +49,7 @@ func TestScaleJPEGSameEitherWay(t *testing.T) {
 				return b
 			}
 			slowO := o
-			slowO.PNGWholeMax = -1
+			slowO.WholeMax = -1
 			a, b := goPixels(t, enc(o, true)), goPixels(t, enc(slowO, true))
 			if !bytes.Equal(a.Pix, b.Pix) || a.Rect != b.Rect {
 				t.Errorf("%s w%d (shrink %d): pixels differ between the direct decode and libvips' loader", name, w, o.JPEGShrink)
@@ -96,7 +96,7 @@ func FuzzScaleJPEG(f *testing.F) {
 		shrink := []int{1, 2, 4, 8}[s%4]
 		o := ScaleOptions{Width: 16, Height: 16, JPEG: true, JPEGShrink: shrink}
 		fast, ferr := Scale(data, o)
-		o.PNGWholeMax = -1
+		o.WholeMax = -1
 		slow, serr := Scale(data, o)
 		if ferr == nil && serr == nil {
 			a, aerr := fast.SavePNG(PNGOptions{Strip: true})

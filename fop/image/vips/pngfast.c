@@ -25,7 +25,7 @@
  * 84 to 43 CPU-ms per request, with byte-identical results
  * (TestScalePNGSameEitherWay). The price is memory: the whole image is
  * decoded at once, so the caller limits this path to images whose pixels
- * fit in a bound (DefaultPNGWholeMax).
+ * fit in a bound (DefaultWholeMax).
  */
 
 static uint32_t

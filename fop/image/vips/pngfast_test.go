@@ -167,7 +167,7 @@ func TestPNGWholeDecodes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			im, ok := LoadPNGWhole(c.data, DefaultPNGWholeMax)
+			im, ok := LoadPNGWhole(c.data, DefaultWholeMax)
 			if !ok {
 				t.Fatal("not decoded by the whole-image path")
 			}
@@ -249,7 +249,7 @@ func TestPNGWholeFallsBack(t *testing.T) {
 	}
 	for name, data := range cases {
 		t.Run(name, func(t *testing.T) {
-			max := DefaultPNGWholeMax
+			max := DefaultWholeMax
 			if data == nil {
 				data, max = rgb, 64*48*3-1
 			}
@@ -298,7 +298,7 @@ func TestScalePNGSameEitherWay(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			o.PNGWholeMax = -1
+			o.WholeMax = -1
 			slow, err := Scale(data, o)
 			if err != nil {
 				t.Fatal(err)
@@ -332,7 +332,7 @@ func BenchmarkPNGDecode(b *testing.B) {
 	})
 	b.Run("whole", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			im, ok := LoadPNGWhole(data, DefaultPNGWholeMax)
+			im, ok := LoadPNGWhole(data, DefaultWholeMax)
 			if !ok {
 				b.Fatal("not decoded whole")
 			}

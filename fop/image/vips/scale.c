@@ -13,7 +13,7 @@
  */
 int
 qf_scale(const void *buf, size_t len, int jpeg, int shrink, int fail,
-	int w, int h, int orientation, size_t png_fast_max, VipsImage **out)
+	int w, int h, int orientation, size_t whole_max, VipsImage **out)
 {
 	VipsImage *base = vips_image_new();
 	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 10);
@@ -22,8 +22,8 @@ qf_scale(const void *buf, size_t len, int jpeg, int shrink, int fail,
 	VipsBandFormat format;
 	int premultiplied = 0;
 
-	if (jpeg && png_fast_max > 0 &&
-		qf_jpeg_fast(buf, len, shrink, png_fast_max, &t[0]) == QF_JPEG_OK) {
+	if (jpeg && whole_max > 0 &&
+		qf_jpeg_fast(buf, len, shrink, whole_max, &t[0]) == QF_JPEG_OK) {
 		/* Decoded whole by libjpeg, without libvips' loader, which
 		 * would have read the orientation vips_autorot turns by. */
 		if (orientation > 1 && orientation <= 8)
@@ -35,8 +35,8 @@ qf_scale(const void *buf, size_t len, int jpeg, int shrink, int fail,
 			"access", VIPS_ACCESS_SEQUENTIAL,
 			"fail_on", fail_on,
 			NULL);
-	else if (png_fast_max > 0 &&
-		qf_png_fast(buf, len, png_fast_max, w, h, &t[0]) == QF_PNG_OK)
+	else if (whole_max > 0 &&
+		qf_png_fast(buf, len, whole_max, w, h, &t[0]) == QF_PNG_OK)
 		; /* decoded whole, without libpng */
 	else
 		t[0] = vips_image_new_from_buffer(buf, len, "",

@@ -23,18 +23,18 @@ type ScaleOptions struct {
 	Orientation int
 	// FailOnTruncated: see LoadOptions.
 	FailOnTruncated bool
-	// PNGWholeMax is the largest decoded size, in bytes, of an image that
+	// WholeMax is the largest decoded size, in bytes, of an image that
 	// is decoded whole into memory, a PNG with libdeflate (pngfast.c), a
 	// JPEG with libjpeg at its DCT scale (jpegfast.c), rather than
-	// streamed through libvips' loader: 0 means DefaultPNGWholeMax, a
+	// streamed through libvips' loader: 0 means DefaultWholeMax, a
 	// negative value never.
-	PNGWholeMax int
+	WholeMax int
 }
 
-// DefaultPNGWholeMax bounds the memory of an image decoded whole: 32 MiB
+// DefaultWholeMax bounds the memory of an image decoded whole: 32 MiB
 // is an 8 MP RGBA image, or a 20 MP JPEG at half size. Larger ones stream
 // through libvips' loader, which holds a few rows at a time.
-const DefaultPNGWholeMax = 32 << 20
+const DefaultWholeMax = 32 << 20
 
 // Scale decodes one frame of data and resizes it to exactly
 // Width×Height with lanczos3, upright and in sRGB: imageView2's pipeline
@@ -50,17 +50,17 @@ func Scale(data []byte, o ScaleOptions) (*Image, error) {
 			shrink = o.JPEGShrink
 		}
 	}
-	pngMax := o.PNGWholeMax
+	wholeMax := o.WholeMax
 	switch {
-	case pngMax == 0:
-		pngMax = DefaultPNGWholeMax
-	case pngMax < 0:
-		pngMax = 0
+	case wholeMax == 0:
+		wholeMax = DefaultWholeMax
+	case wholeMax < 0:
+		wholeMax = 0
 	}
 	src := newOwner(data)
 	var out *C.VipsImage
 	if C.qf_scale(src.p, C.size_t(len(data)), cbool(o.JPEG), C.int(shrink), cbool(o.FailOnTruncated),
-		C.int(o.Width), C.int(o.Height), C.int(o.Orientation), C.size_t(pngMax), &out) != 0 {
+		C.int(o.Width), C.int(o.Height), C.int(o.Orientation), C.size_t(wholeMax), &out) != 0 {
 		src.unref()
 		return nil, lastError("scale")
 	}

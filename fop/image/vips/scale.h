@@ -5,6 +5,6 @@
 #include <vips/vips.h>
 
 int qf_scale(const void *buf, size_t len, int jpeg, int shrink, int fail,
-	int w, int h, int orientation, size_t png_fast_max, VipsImage **out);
+	int w, int h, int orientation, size_t whole_max, VipsImage **out);
 
 #endif
